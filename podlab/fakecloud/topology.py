@@ -1,0 +1,281 @@
+"""The world an emulated cloud serves and a lab wires up: region, zones, VPC, vSwitches, nodes.
+
+One file describes it (YAML, validated against topology.schema.json); `podlab up` and
+`podlab fakecloud serve` read the same file, so it lives with the cloud, not the lab.
+Everything a real cloud would assign (instance ids, primary ENI ids, MACs, primary IPs)
+is derived deterministically from the file, so a topology always yields the same world.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from podlab.fakecloud.instance_types import INSTANCE_TYPES
+
+DEFAULT_REGION = "cn-hangzhou"
+DEFAULT_VPC_CIDR = "192.168.0.0/16"
+DEFAULT_INSTANCE_TYPE = "ecs.g7.large"
+ALIBABA_OUI = "00:16:3e"
+
+
+class TopologyError(ValueError):
+    """A topology that cannot be built; `field` is the path of the offending value."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class VSwitch:
+    id: str
+    zone: str
+    cidr: ipaddress.IPv4Network
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        """Alibaba's vSwitch gateway: the third-from-last address (.253 in a /24)."""
+        return self.cidr.broadcast_address - 2
+
+    def usable(self) -> Iterator[ipaddress.IPv4Address]:
+        """Addresses an ENI may get: all but the first one and the last three (reserved)."""
+        first = int(self.cidr.network_address) + 1
+        last = int(self.cidr.broadcast_address) - 3
+        return (ipaddress.IPv4Address(a) for a in range(first, last + 1))
+
+    @property
+    def usable_count(self) -> int:
+        return self.cidr.num_addresses - 4
+
+
+@dataclass(frozen=True)
+class Node:
+    """An ECS instance of the cluster, with the primary ENI the cloud gave it."""
+
+    name: str
+    instance_type: str
+    vswitch: VSwitch
+    instance_id: str
+    primary_eni_id: str
+    mac: str
+    primary_ip: ipaddress.IPv4Address
+
+    @property
+    def zone(self) -> str:
+        return self.vswitch.zone
+
+
+@dataclass(frozen=True)
+class Topology:
+    region: str
+    zones: tuple[str, ...]
+    vpc_id: str
+    vpc_cidr: ipaddress.IPv4Network
+    vswitches: tuple[VSwitch, ...]
+    nodes: tuple[Node, ...]
+
+    def vswitch(self, vswitch_id: str) -> VSwitch:
+        for v in self.vswitches:
+            if v.id == vswitch_id:
+                return v
+        raise KeyError(vswitch_id)
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The topology file form; `from_dict(t.to_dict()) == t`."""
+        return {
+            "region": self.region,
+            "zones": list(self.zones),
+            "vpc": {"id": self.vpc_id, "cidr": str(self.vpc_cidr)},
+            "vswitches": [{"id": v.id, "zone": v.zone, "cidr": str(v.cidr)} for v in self.vswitches],
+            "nodes": [
+                {
+                    "name": n.name,
+                    "instance_type": n.instance_type,
+                    "vswitch": n.vswitch.id,
+                    "primary_ip": str(n.primary_ip),
+                }
+                for n in self.nodes
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Topology:
+        _validate_schema(data)
+        region = data.get("region", DEFAULT_REGION)
+        vpc = data.get("vpc", {})
+        vpc_cidr = _network(vpc.get("cidr", DEFAULT_VPC_CIDR), "vpc.cidr")
+        vpc_id = vpc.get("id") or "vpc-" + _digest(region, str(vpc_cidr), n=17)
+        vswitches = _vswitches(data["vswitches"], vpc_cidr, data.get("zones"))
+        zones = tuple(data.get("zones") or dict.fromkeys(v.zone for v in vswitches))
+        nodes = _nodes(data["nodes"], vswitches, vpc_id)
+        return cls(region, zones, vpc_id, vpc_cidr, vswitches, nodes)
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read a topology YAML (or JSON) file; errors name the field that is wrong."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        raise TopologyError(str(path), f"not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise TopologyError(str(path), "a topology is a mapping with vswitches and nodes")
+    return Topology.from_dict(data)
+
+
+def default_topology(nodes: int = 2, region: str = DEFAULT_REGION) -> Topology:
+    """Two vSwitches in two zones; nodes alternate between them, so a 2-node lab crosses both."""
+    if nodes < 1:
+        raise TopologyError("nodes", "a lab needs at least one node")
+    zones = [f"{region}-i", f"{region}-j"]
+    return Topology.from_dict(
+        {
+            "region": region,
+            "vpc": {"cidr": DEFAULT_VPC_CIDR},
+            "vswitches": [
+                {"id": "vsw-a", "zone": zones[0], "cidr": "192.168.0.0/24"},
+                {"id": "vsw-b", "zone": zones[1], "cidr": "192.168.1.0/24"},
+            ],
+            "nodes": [
+                {"name": f"n{i + 1}", "instance_type": DEFAULT_INSTANCE_TYPE,
+                 "vswitch": "vsw-a" if i % 2 == 0 else "vsw-b"}
+                for i in range(nodes)
+            ],
+        }
+    )
+
+
+def _validate_schema(data: Mapping[str, Any]) -> None:
+    schema = json.loads(resources.files(__package__).joinpath("topology.schema.json").read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=str)
+    if errors:
+        e = errors[0]
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path)
+        raise TopologyError(path.lstrip(".") or "topology", e.message)
+
+
+def _network(text: str, field: str) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(text)
+    except ValueError as e:
+        raise TopologyError(field, f"not an IPv4 CIDR: {e}") from e
+
+
+def _vswitches(
+    items: list[dict[str, str]], vpc_cidr: ipaddress.IPv4Network, zones: list[str] | None
+) -> tuple[VSwitch, ...]:
+    out: list[VSwitch] = []
+    for i, item in enumerate(items):
+        field = f"vswitches[{i}]"
+        cidr = _network(item["cidr"], f"{field}.cidr")
+        if not 16 <= cidr.prefixlen <= 29:
+            raise TopologyError(f"{field}.cidr", f"{cidr}: a vSwitch mask is /16 to /29")
+        if not cidr.subnet_of(vpc_cidr):
+            raise TopologyError(f"{field}.cidr", f"{cidr} is outside the VPC CIDR {vpc_cidr}")
+        if zones is not None and item["zone"] not in zones:
+            raise TopologyError(f"{field}.zone", f"{item['zone']!r} is not one of zones {zones}")
+        for j, other in enumerate(out):
+            if other.id == item["id"]:
+                raise TopologyError(f"{field}.id", f"{item['id']!r} is also vswitches[{j}].id")
+            if cidr.overlaps(other.cidr):
+                raise TopologyError(
+                    f"{field}.cidr", f"{cidr} overlaps vswitches[{j}].cidr {other.cidr}"
+                )
+        out.append(VSwitch(item["id"], item["zone"], cidr))
+    return tuple(out)
+
+
+def _nodes(
+    items: list[dict[str, str]], vswitches: tuple[VSwitch, ...], vpc_id: str
+) -> tuple[Node, ...]:
+    by_id = {v.id: v for v in vswitches}
+    taken: set[ipaddress.IPv4Address] = set()
+    explicit = {
+        ipaddress.IPv4Address(item["primary_ip"])
+        for item in items
+        if "primary_ip" in item and _is_ip(item["primary_ip"])
+    }
+    out: list[Node] = []
+    for i, item in enumerate(items):
+        field = f"nodes[{i}]"
+        name = item["name"]
+        if any(n.name == name for n in out):
+            raise TopologyError(f"{field}.name", f"{name!r} is used by another node")
+        itype = item.get("instance_type", DEFAULT_INSTANCE_TYPE)
+        if itype not in INSTANCE_TYPES:
+            known = ", ".join(sorted(INSTANCE_TYPES))
+            raise TopologyError(f"{field}.instance_type", f"unknown {itype!r}; known: {known}")
+        vsw = by_id.get(item["vswitch"])
+        if vsw is None:
+            raise TopologyError(
+                f"{field}.vswitch", f"unknown vSwitch {item['vswitch']!r}; have {sorted(by_id)}"
+            )
+        ip = _primary_ip(item, vsw, taken, explicit, f"{field}.primary_ip")
+        taken.add(ip)
+        out.append(
+            Node(
+                name=name,
+                instance_type=itype,
+                vswitch=vsw,
+                instance_id="i-" + _digest(vpc_id, name, n=20),
+                primary_eni_id="eni-" + _digest(vpc_id, name, "eth0", n=20),
+                mac=mac_address(vpc_id, name, "eth0"),
+                primary_ip=ip,
+            )
+        )
+    return tuple(out)
+
+
+def _primary_ip(
+    item: Mapping[str, str],
+    vsw: VSwitch,
+    taken: set[ipaddress.IPv4Address],
+    explicit: set[ipaddress.IPv4Address],
+    field: str,
+) -> ipaddress.IPv4Address:
+    if "primary_ip" in item:
+        if not _is_ip(item["primary_ip"]):
+            raise TopologyError(field, f"{item['primary_ip']!r} is not an IPv4 address")
+        ip = ipaddress.IPv4Address(item["primary_ip"])
+        if ip not in set(vsw.usable()):
+            raise TopologyError(field, f"{ip} is not a usable address of {vsw.id} ({vsw.cidr})")
+        if ip in taken:
+            raise TopologyError(field, f"{ip} is already another node's primary IP")
+        return ip
+    for ip in vsw.usable():
+        if ip not in taken and ip not in explicit:
+            return ip
+    raise TopologyError(field, f"{vsw.id} ({vsw.cidr}) has no free address left")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _digest(*parts: str, n: int) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:n]
+
+
+def mac_address(*parts: str) -> str:
+    """A stable MAC in Alibaba's OUI (00:16:3e), as ECS gives every ENI."""
+    tail = bytes.fromhex(_digest(*parts, n=6))
+    return ALIBABA_OUI + ":" + ":".join(f"{b:02x}" for b in tail)
