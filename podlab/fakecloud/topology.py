@@ -102,7 +102,9 @@ class Topology:
             "region": self.region,
             "zones": list(self.zones),
             "vpc": {"id": self.vpc_id, "cidr": str(self.vpc_cidr)},
-            "vswitches": [{"id": v.id, "zone": v.zone, "cidr": str(v.cidr)} for v in self.vswitches],
+            "vswitches": [
+                {"id": v.id, "zone": v.zone, "cidr": str(v.cidr)} for v in self.vswitches
+            ],
             "nodes": [
                 {
                     "name": n.name,

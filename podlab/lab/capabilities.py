@@ -1,0 +1,70 @@
+"""What this machine can do, probed once and reported by name.
+
+A test that needs a capability skips with its name, or fails under strict mode (CI), so
+a missing kernel feature is never mistaken for a pass.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+
+# Link kinds probed by creating one inside a throwaway `unshare -n`, which leaves nothing.
+_VETH = "ip link add name pa type veth peer name pb"
+_LINK_PROBES = {
+    "veth": _VETH,
+    "ipvlan": f"{_VETH} && ip link add name pi link pa type ipvlan mode l2",
+    "macvlan": f"{_VETH} && ip link add name pm link pa type macvlan",
+    "bridge": "ip link add name pbr type bridge",
+    "vxlan": "ip link add name pvx type vxlan id 42 dstport 4789 local 127.0.0.1",
+    "tc-clsact": f"{_VETH} && tc qdisc add dev pa clsact",
+}
+
+
+def _root() -> str | None:
+    return None if os.geteuid() == 0 else "needs root (network namespaces, netlink)"
+
+
+def _netns() -> str | None:
+    return _root() or (None if shutil.which("ip") else "iproute2 'ip' is not installed")
+
+
+def _link_probe(kind: str) -> Callable[[], str | None]:
+    def probe() -> str | None:
+        if missing := _netns():
+            return missing
+        proc = subprocess.run(["unshare", "--net", "sh", "-c", _LINK_PROBES[kind]],
+                              capture_output=True, text=True, check=False)
+        return None if proc.returncode == 0 else f"kernel has no {kind}: {proc.stderr.strip()}"
+    return probe
+
+
+def _command(name: str) -> Callable[[], str | None]:
+    return lambda: None if shutil.which(name) else f"{name} is not installed"
+
+
+PROBES: dict[str, Callable[[], str | None]] = {
+    "root": _root,
+    "netns": _netns,
+    **{kind: _link_probe(kind) for kind in _LINK_PROBES},
+    "iptables": _command("iptables"),
+    "nftables": _command("nft"),
+    "tcpdump": _command("tcpdump"),
+}
+
+
+@functools.cache
+def missing(name: str) -> str | None:
+    """None if the machine has capability `name`, else why not."""
+    try:
+        probe = PROBES[name]
+    except KeyError:
+        raise ValueError(f"unknown capability {name!r}; known: {sorted(PROBES)}") from None
+    return probe()
+
+
+def report() -> dict[str, str | None]:
+    return {name: missing(name) for name in PROBES}

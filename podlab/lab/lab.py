@@ -1,0 +1,200 @@
+"""`Lab`: an emulated VPC with nodes and pods, brought up as an ordered list of actions
+(kind's shape) and always torn down whole, on success, on error and on Ctrl-C."""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+from pyroute2 import NetNS
+
+from podlab.fakecloud import Node, Topology, default_topology
+from podlab.lab import netns
+from podlab.lab.backends import backend
+from podlab.lab.errors import LabError
+from podlab.lab.events import EventLog
+from podlab.lab.fabric import VpcFabric
+from podlab.lab.mgmt import allocate_mgmt
+from podlab.lab.ownership import LAB_NAME, netns_name, remove_lab, remove_netns
+from podlab.lab.process import ProcessRef, owner_alive
+from podlab.lab.state import LabState, NodeState, PodState, run_dir
+
+DEFAULT_LAB = "lab"
+Progress = Callable[[str], None]
+
+
+class Lab:
+    """A running lab. Use as a context manager; `up()`/`down()` for explicit control."""
+
+    def __init__(
+        self,
+        topology: Topology | None = None,
+        name: str = DEFAULT_LAB,
+        *,
+        backend_kind: str = "netns",
+        owner_kind: str = "process",
+    ) -> None:
+        if not LAB_NAME.match(name):
+            raise LabError(
+                f"lab name {name!r}: 1-12 of a-z, 0-9 and '-', starting and ending alphanumeric"
+            )
+        self.name = name
+        self.topology = topology or default_topology()
+        self.backend = backend(backend_kind)
+        self.state = LabState(
+            name=name,
+            owner=ProcessRef.current(),
+            owner_kind=owner_kind,
+            backend=backend_kind,
+            topology=self.topology.to_dict(),
+            fabric_netns=netns_name(name, "vpc"),
+        )
+        self.events = EventLog(self.state.dir / "events.jsonl")
+        self.fabric = VpcFabric(name, self.state.fabric_netns, self.events)
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def up(self, progress: Progress | None = None) -> Lab:
+        say = progress or (lambda _msg: None)
+        self._claim(say)
+        try:
+            for title, action in self._actions():
+                started = time.monotonic()
+                action()
+                say(f"{title} ({time.monotonic() - started:.2f}s)")
+            self.state.status = "ready"
+            self.state.save()
+            self.events.emit("lab.ready", nodes=len(self.state.nodes))
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def down(self) -> list[str]:
+        """Remove everything this lab made; returns what was removed."""
+        for node in self.state.nodes:
+            self.backend.delete_node(self.name, node.name)
+        return remove_lab(self.name)
+
+    def __enter__(self) -> Lab:
+        return self.up()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.down()
+
+    def _claim(self, say: Progress) -> None:
+        """Take the lab's name and a management subnet, atomically against other labs."""
+        root = run_dir()
+        root.mkdir(parents=True, exist_ok=True)
+        with _locked(root / ".lock"):
+            if self.state.dir.exists():
+                try:
+                    other = LabState.load(self.name)
+                except (OSError, ValueError, KeyError, TypeError):
+                    other = None
+                if other is not None and owner_alive(other.owner):
+                    raise LabError(
+                        f"lab {self.name!r} already runs (owner pid {other.owner.pid}); "
+                        f"`podlab down --name {self.name}` first, or pick another name"
+                    )
+                say(f"removing leftovers of a dead lab named {self.name!r}")
+            remove_lab(self.name)
+            self.state.dir.mkdir()
+            self.state.mgmt = allocate_mgmt(self.name)
+            self.state.save()
+        self.events.emit("lab.claim", owner_pid=self.state.owner.pid,
+                         mgmt_host_ip=self.state.mgmt.host_ip)
+
+    def _actions(self) -> Iterator[tuple[str, Callable[[], None]]]:
+        yield "created the VPC router", self.fabric.create
+        yield "connected the host to the fabric", self._connect_host
+        for vsw in self.topology.vswitches:
+            yield (
+                f"added vSwitch {vsw.id} ({vsw.zone}, {vsw.cidr}, gateway {vsw.gateway})",
+                lambda vsw=vsw: self.fabric.add_vswitch(vsw),  # type: ignore[misc]
+            )
+        for node in self.topology.nodes:
+            yield (
+                f"started node {node.name} ({node.instance_type}, {node.vswitch.id}, "
+                f"{node.primary_ip})",
+                lambda node=node: self._add_node(node),  # type: ignore[misc]
+            )
+
+    def _connect_host(self) -> None:
+        assert self.state.mgmt is not None
+        self.fabric.connect_host(self.state.mgmt)
+
+    def _add_node(self, node: Node) -> None:
+        ns = self.backend.create_node(self.name, node.name)
+        self.fabric.plug_eni(ns, node.primary_eni_id, node.mac, ifname="eth0")
+        prefixlen = node.vswitch.cidr.prefixlen
+        with NetNS(ns, flags=0) as nsr:
+            index = nsr.link_lookup(ifname="eth0")[0]
+            nsr.link("set", index=index, state="up")
+            nsr.addr("add", index=index, address=str(node.primary_ip), prefixlen=prefixlen)
+            nsr.route("add", dst="0.0.0.0/0", gateway=str(node.vswitch.gateway))
+        self.fabric.route_ip(str(node.primary_ip), node.primary_eni_id)
+        self.state.nodes.append(
+            NodeState(
+                name=node.name,
+                instance_id=node.instance_id,
+                instance_type=node.instance_type,
+                zone=node.zone,
+                vswitch=node.vswitch.id,
+                primary_ip=str(node.primary_ip),
+                mac=node.mac,
+                netns=ns,
+                gateway=str(node.vswitch.gateway),
+            )
+        )
+        self.state.save()
+        self.events.emit("node.up", node=node.name, netns=ns, ip=str(node.primary_ip))
+
+    # -- pods -------------------------------------------------------------------------
+
+    def add_pod(self, namespace: str, name: str, node: str) -> PodState:
+        """A pod's network namespace on `node`; the CNI plugin gives it its network."""
+        self.state.node(node)
+        if any((p.namespace, p.name) == (namespace, name) for p in self.state.pods):
+            raise LabError(f"pod {namespace}/{name} already exists in lab {self.name!r}")
+        pod = PodState(namespace, name, node, netns_name(self.name, "pod", f"{namespace}_{name}"))
+        netns.create(pod.netns, self.name)
+        self.state.pods.append(pod)
+        self.state.save()
+        self.events.emit("pod.create", pod=f"{namespace}/{name}", node=node, netns=pod.netns)
+        return pod
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        pod = self.state.pod(namespace, name)
+        remove_netns(pod.netns)
+        self.state.pods.remove(pod)
+        self.state.save()
+        self.events.emit("pod.delete", pod=f"{namespace}/{name}")
+
+    # -- running things ---------------------------------------------------------------
+
+    def exec(
+        self, target: str, argv: Sequence[str], check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command on a node (`n1`) or in a pod (`ns/pod`)."""
+        return netns.run(self.state.target_netns(target), argv, check=check)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,0 +1,185 @@
+"""Which objects on this machine a lab made, and removing exactly those.
+
+Every object a lab creates carries its id: a netns's loopback and every link podlab adds
+to the root netns get the interface alias `podlab:<lab>`, every process it starts has
+PODLAB_LAB=<lab> in its environment, and its files live under <run dir>/<lab>/. Removal
+goes by these labels, never by name patterns, so a foreign `podlab-x` netns survives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+from pathlib import Path
+
+from pyroute2 import IPRoute, NetNS, netns
+
+from podlab.lab.process import owner_alive, wait_gone
+from podlab.lab.state import LabState, run_dir
+
+LABEL_PREFIX = "podlab:"
+NETNS_PREFIX = "podlab-"
+LAB_ENV = "PODLAB_LAB"
+LAB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?$")
+
+
+def label(lab: str) -> str:
+    return LABEL_PREFIX + lab
+
+
+def netns_name(lab: str, *parts: str) -> str:
+    return "-".join((NETNS_PREFIX.rstrip("-"), lab, *parts))
+
+
+def netns_label(name: str) -> str | None:
+    """The owner label on a netns's loopback, or None for a netns podlab did not make."""
+    try:
+        with NetNS(name, flags=0) as ns:
+            links = ns.get_links(ifname="lo")
+    except (OSError, FileNotFoundError):
+        return None
+    alias = links[0].get("ifalias") if links else None
+    return alias if isinstance(alias, str) and alias.startswith(LABEL_PREFIX) else None
+
+
+def owned_netns(lab: str | None = None) -> dict[str, str]:
+    """Named netns carrying a podlab label (of `lab` only, when given): name -> lab."""
+    found = {}
+    prefix = netns_name(lab) + "-" if lab else NETNS_PREFIX
+    for name in netns.listnetns():
+        if not name.startswith(prefix):
+            continue
+        owner = netns_label(name)
+        if owner and (lab is None or owner == label(lab)):
+            found[name] = owner.removeprefix(LABEL_PREFIX)
+    return found
+
+
+def owned_root_links(lab: str | None = None) -> dict[str, str]:
+    """Links in the root netns carrying a podlab label: ifname -> lab."""
+    found = {}
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            alias = link.get("ifalias")
+            if isinstance(alias, str) and alias.startswith(LABEL_PREFIX):
+                owner = alias.removeprefix(LABEL_PREFIX)
+                if lab is None or owner == lab:
+                    found[link.get("ifname")] = owner
+    return found
+
+
+def owned_processes(lab: str | None = None) -> dict[int, str]:
+    """Processes started for a lab (PODLAB_LAB in their environment): pid -> lab."""
+    found = {}
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for var in env:
+            if var.startswith(LAB_ENV.encode() + b"="):
+                owner = var.split(b"=", 1)[1].decode()
+                if lab is None or owner == lab:
+                    found[int(entry.name)] = owner
+    return found
+
+
+def pids_in_netns(name: str) -> list[int]:
+    """Processes living in a named netns: deleting its name would not free it while they run."""
+    try:
+        target = os.stat(f"/run/netns/{name}")
+    except FileNotFoundError:
+        return []
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            st = os.stat(entry / "ns" / "net")
+        except OSError:
+            continue
+        if (st.st_ino, st.st_dev) == (target.st_ino, target.st_dev):
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill(pids: list[int]) -> None:
+    """SIGTERM, then SIGKILL what is still there after a grace period."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        pids = [p for p in alive if not wait_gone(p, timeout=3.0)]
+        if not pids:
+            return
+
+
+def remove_netns(name: str) -> None:
+    kill(pids_in_netns(name))
+    with contextlib.suppress(FileNotFoundError):
+        netns.remove(name)
+
+
+def remove_lab(lab: str) -> list[str]:
+    """Remove everything labelled with `lab`; returns what was removed, for the user."""
+    removed = []
+    procs = owned_processes(lab)
+    kill(list(procs))
+    removed += [f"process {pid}" for pid in procs]
+    for name in owned_netns(lab):
+        remove_netns(name)
+        removed.append(f"netns {name}")
+    links = owned_root_links(lab)
+    if links:
+        with IPRoute() as ipr:
+            for ifname in links:
+                for index in ipr.link_lookup(ifname=ifname):
+                    ipr.link("del", index=index)
+                removed.append(f"link {ifname}")
+    state_dir = run_dir() / lab
+    if state_dir.exists():
+        shutil.rmtree(state_dir)
+        removed.append(f"dir {state_dir}")
+    return removed
+
+
+def leftovers(lab: str) -> list[str]:
+    """What of `lab` is still on the machine; empty after a clean teardown."""
+    left = [f"netns {n}" for n in owned_netns(lab)]
+    left += [f"link {n}" for n in owned_root_links(lab)]
+    left += [f"process {p}" for p in owned_processes(lab)]
+    if (run_dir() / lab).exists():
+        left.append(f"dir {run_dir() / lab}")
+    return left
+
+
+def live_labs() -> dict[str, LabState]:
+    """Labs whose owning process still runs."""
+    labs = {}
+    for state in LabState.all():
+        if owner_alive(state.owner):
+            labs[state.name] = state
+    return labs
+
+
+def clean() -> list[str]:
+    """Remove the leftovers of every lab whose owner is dead; live labs are untouched."""
+    live = live_labs()
+    dead = {s.name for s in LabState.all()} - set(live)
+    dead |= set(owned_netns().values()) - set(live)
+    dead |= set(owned_root_links().values()) - set(live)
+    dead |= set(owned_processes().values()) - set(live)
+    removed = []
+    for lab in sorted(dead):
+        removed += remove_lab(lab)
+    return removed

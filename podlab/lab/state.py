@@ -1,0 +1,125 @@
+"""A lab's state on disk (<run dir>/<lab>/state.json), so separate CLI calls share one lab."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from podlab.lab.process import ProcessRef
+
+
+def run_dir() -> Path:
+    """Root of all labs' state; PODLAB_RUN_DIR moves it (tests of the CLI use that)."""
+    return Path(os.environ.get("PODLAB_RUN_DIR", "/run/podlab"))
+
+
+@dataclass
+class NodeState:
+    name: str
+    instance_id: str
+    instance_type: str
+    zone: str
+    vswitch: str
+    primary_ip: str
+    mac: str
+    netns: str
+    gateway: str
+
+
+@dataclass
+class PodState:
+    namespace: str
+    name: str
+    node: str
+    netns: str
+
+
+@dataclass
+class MgmtState:
+    """The management link: host side in the root netns, fabric side in the VPC router."""
+
+    host_if: str
+    host_ip: str
+    fabric_ip: str
+    prefixlen: int
+
+
+@dataclass
+class LabState:
+    name: str
+    owner: ProcessRef
+    owner_kind: str  # "supervisor" (podlab up) or "process" (a test, a script)
+    backend: str
+    topology: dict[str, Any]
+    status: str = "starting"
+    fabric_netns: str = ""
+    mgmt: MgmtState | None = None
+    nodes: list[NodeState] = field(default_factory=list)
+    pods: list[PodState] = field(default_factory=list)
+
+    @property
+    def dir(self) -> Path:
+        return run_dir() / self.name
+
+    def save(self) -> None:
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(self.dir / "state.json")
+
+    def node(self, name: str) -> NodeState:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"lab {self.name!r} has no node {name!r}")
+
+    def pod(self, namespace: str, name: str) -> PodState:
+        for p in self.pods:
+            if (p.namespace, p.name) == (namespace, name):
+                return p
+        raise KeyError(f"lab {self.name!r} has no pod {namespace}/{name}")
+
+    def target_netns(self, target: str) -> str:
+        """The netns of a node (`n1`) or a pod (`namespace/name`)."""
+        if "/" in target:
+            namespace, name = target.split("/", 1)
+            return self.pod(namespace, name).netns
+        return self.node(target).netns
+
+    def summary(self) -> dict[str, Any]:
+        """What `podlab status --json` prints; later fields are added, never renamed."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "backend": self.backend,
+            "owner_pid": self.owner.pid,
+            "fabric_netns": self.fabric_netns,
+            "mgmt": asdict(self.mgmt) if self.mgmt else None,
+            "nodes": [asdict(n) for n in self.nodes],
+            "pods": [asdict(p) for p in self.pods],
+        }
+
+    @classmethod
+    def load(cls, name: str) -> LabState:
+        data = json.loads((run_dir() / name / "state.json").read_text())
+        data["owner"] = ProcessRef(**data["owner"])
+        data["mgmt"] = MgmtState(**data["mgmt"]) if data.get("mgmt") else None
+        data["nodes"] = [NodeState(**n) for n in data["nodes"]]
+        data["pods"] = [PodState(**p) for p in data["pods"]]
+        return cls(**data)
+
+    @classmethod
+    def all(cls) -> list[LabState]:
+        """Every lab with a readable state file, live or not."""
+        states = []
+        root = run_dir()
+        if root.is_dir():
+            for d in sorted(root.iterdir()):
+                if (d / "state.json").is_file():
+                    try:
+                        states.append(cls.load(d.name))
+                    except (OSError, ValueError, KeyError, TypeError):
+                        continue
+        return states

@@ -1,0 +1,34 @@
+"""`podlab up` flags build the same topologies a file would."""
+
+from __future__ import annotations
+
+import pytest
+
+from podlab.fakecloud import TopologyError
+from podlab.lab.cli import _parser, topology_from_args
+
+
+def up_args(*argv: str) -> object:
+    return _parser().parse_args(["up", *argv])
+
+
+def test_nodes_flag_alternates_vswitches() -> None:
+    t = topology_from_args(up_args("--nodes", "3"))  # type: ignore[arg-type]
+    assert [n.vswitch.id for n in t.nodes] == ["vsw-a", "vsw-b", "vsw-a"]
+
+
+def test_vswitch_and_node_flags() -> None:
+    t = topology_from_args(up_args(  # type: ignore[arg-type]
+        "--vpc-cidr", "10.1.0.0/16",
+        "--vswitch", "id=vsw-x,zone=cn-hangzhou-k,cidr=10.1.4.0/24",
+        "--node", "name=big,type=ecs.g7.8xlarge,vswitch=vsw-x",
+    ))
+    (node,) = t.nodes
+    assert (node.name, node.instance_type, str(node.vswitch.gateway)) == (
+        "big", "ecs.g7.8xlarge", "10.1.4.253")
+
+
+def test_malformed_flag_names_the_flag() -> None:
+    with pytest.raises(TopologyError) as info:
+        topology_from_args(up_args("--vswitch", "vsw-x"))  # type: ignore[arg-type]
+    assert info.value.field == "--vswitch"

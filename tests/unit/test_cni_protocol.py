@@ -1,0 +1,41 @@
+"""podlab-cni speaks the CNI protocol from its first byte: VERSION, and errors with spec codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+# The console script installed beside the interpreter running the tests.
+PLUGIN = Path(sys.executable).parent / "podlab-cni"
+
+
+def cni(command: str | None, stdin: str) -> tuple[int, dict[str, object]]:
+    env = {"PATH": "/usr/bin:/bin"} | ({"CNI_COMMAND": command} if command else {})
+    proc = subprocess.run([str(PLUGIN)], input=stdin, env=env, capture_output=True, text=True,
+                          check=False)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_version_lists_the_spec_versions() -> None:
+    code, out = cni("VERSION", '{"cniVersion": "1.0.0"}')
+    assert code == 0
+    assert out == {"cniVersion": "1.0.0", "supportedVersions": ["1.0.0", "1.1.0"]}
+
+
+def test_missing_command_is_invalid_environment() -> None:
+    code, out = cni(None, "{}")
+    assert code == 1
+    assert out["code"] == 4
+    assert "CNI_COMMAND" in str(out["details"])
+
+
+def test_undecodable_config_is_a_decode_failure() -> None:
+    code, out = cni("ADD", "{not json")
+    assert (code, out["code"]) == (1, 6)
+
+
+def test_without_an_agent_add_asks_to_try_again() -> None:
+    code, out = cni("ADD", '{"cniVersion": "1.1.0"}')
+    assert (code, out["code"]) == (1, 11)
