@@ -1,7 +1,7 @@
 # The two commands a user needs are `make demo` and `make test`; both run `make setup` first.
 VENV := .venv
 BIN := $(VENV)/bin
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
 .PHONY: setup demo test lint unit e2e clean
 

@@ -11,7 +11,7 @@ debs=(
   python3-venv python3-bpfcc bpftool clang llvm libbpf-dev
   dnsutils iputils-ping tcpdump
   containernetworking-plugins golang-go golang-github-appc-cni-dev
-  qemu-system-x86
+  qemu-system-x86 busybox-static
 )
 missing=()
 for p in "${debs[@]}"; do
@@ -43,7 +43,8 @@ if [ ! -e "$kdir/build/include" ]; then
 fi
 
 # A second kernel (Debian's 6.1, which has ipvlan) for virtme-ng; unpacked, never installed.
-vmdir="${PODLAB_CACHE:-/var/cache/podlab}/vmkernel"
+# Not under /var: virtme-ng's guest does not see the host's /var.
+vmdir="${PODLAB_CACHE:-/opt/podlab}/vmkernel"
 if [ ! -s "$vmdir/release" ]; then
   if [ "$apt_updated" = 0 ]; then apt-get update -q >/dev/null; apt_updated=1; fi
   pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
@@ -52,7 +53,9 @@ if [ ! -s "$vmdir/release" ]; then
   (cd "$vmdir" && apt-get download -q "$pkg" >/dev/null)
   dpkg-deb -x "$vmdir"/*.deb "$vmdir/root"
   rm -f "$vmdir"/*.deb
-  ls "$vmdir/root/lib/modules" | head -n 1 > "$vmdir/release"
+  release=$(ls "$vmdir/root/lib/modules" | head -n 1)
+  depmod -b "$vmdir/root" "$release"
+  echo "$release" > "$vmdir/release"
 fi
 
 # The virtualenv sees the system site packages so that Debian's bcc imports.

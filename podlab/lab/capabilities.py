@@ -12,6 +12,8 @@ import shutil
 import subprocess
 from collections.abc import Callable
 
+from podlab.lab import vm
+
 # Link kinds probed by creating one inside a throwaway `unshare -n`, which leaves nothing.
 _VETH = "ip link add name pa type veth peer name pb"
 _LINK_PROBES = {
@@ -53,6 +55,7 @@ PROBES: dict[str, Callable[[], str | None]] = {
     "iptables": _command("iptables"),
     "nftables": _command("nft"),
     "tcpdump": _command("tcpdump"),
+    "vm": vm.missing,
 }
 
 
