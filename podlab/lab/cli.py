@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from podlab.fakecloud import Topology, TopologyError, default_topology, load_topology
 from podlab.lab import capabilities, ownership
+from podlab.lab.conformance import cli as conformance_cli
 from podlab.lab.demo import run_demo
 from podlab.lab.errors import LabError
 from podlab.lab.events import EventLog
@@ -79,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="which capabilities this machine has")
     doctor.set_defaults(func=cmd_doctor)
+
+    conformance_cli.register(sub)
 
     demo = sub.add_parser("demo", help="the showcase: a 2-node lab, end to end")
     demo.set_defaults(func=lambda _args: run_demo())

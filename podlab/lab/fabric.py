@@ -55,6 +55,12 @@ class VpcFabric:
         self.events.emit("fabric.vswitch", vswitch=vsw.id, cidr=str(vsw.cidr),
                          gateway=str(vsw.gateway))
 
+    def add_service_address(self, ip: str) -> None:
+        """An address the VPC's own services answer on (100.100.100.200 for metadata)."""
+        with NetNS(self.netns, flags=0) as ns:
+            ns.addr("add", index=1, address=ip, prefixlen=32)
+        self.events.emit("fabric.service_address", ip=ip)
+
     def connect_host(self, mgmt: MgmtState) -> None:
         """The management path: a veth from the root netns into the router, owned by the lab."""
         with IPRoute() as ipr:
