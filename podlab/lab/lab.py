@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import fcntl
+import os
+import select
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +23,7 @@ from podlab.lab.errors import LabError
 from podlab.lab.events import EventLog
 from podlab.lab.fabric import VpcFabric
 from podlab.lab.mgmt import allocate_mgmt
-from podlab.lab.ownership import LAB_NAME, netns_name, remove_lab, remove_netns
+from podlab.lab.ownership import LAB_ENV, LAB_NAME, netns_name, remove_lab, remove_netns
 from podlab.lab.process import ProcessRef, owner_alive
 from podlab.lab.state import LabState, NodeState, PodState, run_dir
 
@@ -56,6 +59,7 @@ class Lab:
         )
         self.events = EventLog(self.state.dir / "events.jsonl")
         self.fabric = VpcFabric(name, self.state.fabric_netns, self.events)
+        self._processes: list[subprocess.Popen[str]] = []
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -79,7 +83,11 @@ class Lab:
         """Remove everything this lab made; returns what was removed."""
         for node in self.state.nodes:
             self.backend.delete_node(self.name, node.name)
-        return remove_lab(self.name)
+        removed = remove_lab(self.name)
+        for proc in self._processes:
+            proc.kill()
+            proc.communicate()
+        return removed
 
     def __enter__(self) -> Lab:
         return self.up()
@@ -182,6 +190,27 @@ class Lab:
         self.events.emit("pod.delete", pod=f"{namespace}/{name}")
 
     # -- running things ---------------------------------------------------------------
+
+    def start_workload(self, target: str, name: str, *, http: Sequence[int] = (),
+                       tcp_echo: Sequence[int] = (), udp_echo: Sequence[int] = (),
+                       timeout: float = 10.0) -> subprocess.Popen[str]:
+        """Start the agnhost-like workload on a node or in a pod; returns once it listens.
+        It carries the lab's label, so `down` stops it."""
+        argv = [sys.executable, "-m", "podlab.lab.workload", "--name", name]
+        for flag, ports in (("--http", http), ("--tcp-echo", tcp_echo),
+                            ("--udp-echo", udp_echo)):
+            argv += [a for port in ports for a in (flag, str(port))]
+        proc = subprocess.Popen(["ip", "netns", "exec", self.state.target_netns(target), *argv],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, LAB_ENV: self.name})
+        self._processes.append(proc)
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        if not ready or proc.stdout.readline().strip() != "ready":
+            proc.kill()
+            raise LabError(f"workload {name} on {target} did not start: "
+                           f"{proc.communicate()[1][-1000:]}")
+        return proc
 
     def exec(
         self, target: str, argv: Sequence[str], check: bool = True
