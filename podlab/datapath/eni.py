@@ -1,0 +1,50 @@
+"""Bringing a hot-plugged ENI into service on its node, for the shared-ENI datapaths.
+
+A freshly attached ENI appears down, with its MAC and no address. Pods' traffic leaves
+through it by policy routing (veth) or by being its ipvlan children (ipvlan), so it gets
+its own routing table whose default route goes to the vSwitch gateway on that device.
+An exclusive ENI is not prepared: it moves into its pod whole.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+from podlab.datapath import netlink
+from podlab.datapath.model import EniLink
+
+TABLE_BASE = 1000
+
+
+def eni_table(ifindex: int) -> int:
+    """Terway's choice of routing table for an ENI: 1000 + its ifindex, unique per node."""
+    return TABLE_BASE + ifindex
+
+
+def eni_link(node_netns: str | None, device: str, gateway: IPv4Address,
+             cidr: IPv4Network) -> EniLink:
+    """Describe an attached ENI device from what the node sees (its MAC and ifindex)."""
+    with netlink.opened(node_netns) as ns:
+        index = netlink.require_link(ns, device, node_netns or "this netns")
+        return EniLink(device, netlink.link_mac(ns, index), gateway, cidr, eni_table(index))
+
+
+def prepare_eni(node_netns: str | None, eni: EniLink) -> None:
+    """Bring the ENI up with its table's default route; idempotent.
+
+    Also: forwarding on (veth pods are routed), loose reverse-path filtering on the ENI
+    (pods' traffic arrives on it while the route back to a pod points at its veth or at
+    the node's ipvlan child), and proxy ARP answered at once (veth pods' IPs are answered
+    for by neighbour proxy entries; the default 0.8 s delay would stall every first packet
+    from the VPC router).
+    """
+    with netlink.opened(node_netns) as ns:
+        index = netlink.require_link(ns, eni.device, node_netns or "this netns")
+        ns.link("set", index=index, state="up")
+        ns.route("replace", dst="0.0.0.0/0", gateway=str(eni.gateway), oif=index,
+                 table=eni.table, flags=netlink.RTNH_F_ONLINK)
+    netlink.sysctls(node_netns, {
+        "net/ipv4/ip_forward": 1,
+        f"net/ipv4/conf/{eni.device}/rp_filter": 2,
+        f"net/ipv4/neigh/{eni.device}/proxy_delay": 0,
+    })

@@ -1,0 +1,70 @@
+"""The values a datapath is given (an ENI as the node sees it, a pod's address) and what it
+hands back for the CNI result. No clouds, no pools: an IP, a gateway, a device and a netns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+
+NETNS_DIR = Path("/run/netns")
+
+
+class DatapathError(Exception):
+    """The datapath could not plumb (or unplumb) a pod; the message names what and where."""
+
+
+@dataclass(frozen=True)
+class EniLink:
+    """An attached ENI as its node sees it. `table` is the policy-routing table holding the
+    ENI's default route (Terway uses 1000 + the device's ifindex; see `eni_table`)."""
+
+    device: str
+    mac: str
+    gateway: IPv4Address
+    cidr: IPv4Network
+    table: int
+
+
+@dataclass(frozen=True)
+class PodNetwork:
+    """One pod interface to plumb: `netns` is a name under /run/netns or an absolute path."""
+
+    netns: str
+    ip: IPv4Address
+    eni: EniLink
+    ifname: str = "eth0"
+
+    @property
+    def sandbox(self) -> str:
+        """The netns path, as the CNI result's `sandbox` names it."""
+        return self.netns if "/" in self.netns else str(NETNS_DIR / self.netns)
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str
+    mac: str
+    sandbox: str | None = None  # None: the interface is on the node
+
+
+@dataclass(frozen=True)
+class IpConfig:
+    address: IPv4Interface
+    gateway: IPv4Address
+    interface: int  # index into PodInterfaces.interfaces
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: IPv4Network
+    gw: IPv4Address
+
+
+@dataclass(frozen=True)
+class PodInterfaces:
+    """What the CNI result reports for one pod: its interfaces, addresses and routes."""
+
+    interfaces: tuple[Interface, ...]
+    ips: tuple[IpConfig, ...]
+    routes: tuple[Route, ...]

@@ -1,0 +1,32 @@
+"""The ipvlan datapath end to end in the VM (Debian's 6.1 kernel has ipvlan; this host's
+does not): one boot runs every case of vm_ipvlan_cases.py, strictly, so a skip is a failure."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from podlab.lab.vm import run_in_vm
+
+pytestmark = [pytest.mark.root, pytest.mark.kernel("vm")]
+
+REPO = Path(__file__).resolve().parents[3]
+CASES = Path(__file__).with_name("vm_ipvlan_cases.py").relative_to(REPO)
+
+
+def test_ipvlan_datapath_in_the_vm() -> None:
+    # Every import crosses 9p into an emulated CPU: load no more than these cases need.
+    pytest_argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                   "-p", "no:xdist", "-p", "no:hypothesispytest",
+                   f"--confcutdir={CASES.parent}", str(CASES)]
+    result = run_in_vm(
+        f"modprobe ipvlan && modprobe veth && cd {shlex.quote(str(REPO))} && "
+        f"PYTHONDONTWRITEBYTECODE=1 PODLAB_STRICT=1 {shlex.join(pytest_argv)}"
+    )
+    assert result.returncode == 0, result.output[-6000:]
+    assert re.fullmatch(r"\d+ passed in .*", result.output.strip().splitlines()[-1]), (
+        result.output[-6000:])
