@@ -1,6 +1,9 @@
 """The emulated Alibaba Cloud: ECS/VPC OpenAPI, instance metadata, and the world they serve."""
 
+from podlab.fakecloud.exceptions import CloudError
 from podlab.fakecloud.instance_types import INSTANCE_TYPES, InstanceType
+from podlab.fakecloud.mock import mock
+from podlab.fakecloud.models import Cloud, Eni, FabricHooks
 from podlab.fakecloud.topology import (
     Node,
     Topology,
@@ -9,9 +12,16 @@ from podlab.fakecloud.topology import (
     default_topology,
     load_topology,
 )
+from podlab.fakecloud.wire import DEFAULT_CREDENTIALS, Endpoint
 
 __all__ = [
+    "DEFAULT_CREDENTIALS",
     "INSTANCE_TYPES",
+    "Cloud",
+    "CloudError",
+    "Endpoint",
+    "Eni",
+    "FabricHooks",
     "InstanceType",
     "Node",
     "Topology",
@@ -19,4 +29,5 @@ __all__ = [
     "VSwitch",
     "default_topology",
     "load_topology",
+    "mock",
 ]

@@ -1,0 +1,148 @@
+"""The official SDKs drive every ENI action against the in-process fake cloud."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from alibabacloud_ecs20140526 import models as ecs_models
+from alibabacloud_vpc20160428 import models as vpc_models
+
+from podlab.fakecloud import Endpoint, default_topology, mock
+from tests.unit.fakecloud.sdk import REGION, ecs, vpc
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def cloud(clock: Clock) -> Iterator[Endpoint]:
+    with mock(default_topology(nodes=2), attach_delay=1.0, clock=clock) as endpoint:
+        yield endpoint
+
+
+def n1(cloud: Endpoint) -> str:
+    return cloud.cloud.topology.node("n1").instance_id
+
+
+def create(count: int = 0, vswitch: str = "vsw-a", token: str | None = None) -> str:
+    body = ecs().create_network_interface(ecs_models.CreateNetworkInterfaceRequest(
+        region_id=REGION, v_switch_id=vswitch, security_group_id="sg-podlab",
+        secondary_private_ip_address_count=count or None, client_token=token)).body
+    return str(body.network_interface_id)
+
+
+def describe(**filters: object) -> list[ecs_models.DescribeNetworkInterfacesResponseBodyNetworkInterfaceSetsNetworkInterfaceSet]:  # noqa: E501
+    body = ecs().describe_network_interfaces(ecs_models.DescribeNetworkInterfacesRequest(
+        region_id=REGION, **filters)).body
+    return list(body.network_interface_sets.network_interface_set)
+
+
+def available(vswitch: str) -> int:
+    body = vpc().describe_vswitches(vpc_models.DescribeVSwitchesRequest(
+        region_id=REGION, v_switch_id=vswitch)).body
+    return int(body.v_switches.v_switch[0].available_ip_address_count)
+
+
+def test_eni_life_cycle_is_eventually_consistent(cloud: Endpoint, clock: Clock) -> None:
+    free = available("vsw-a")
+    eni = create(count=2)
+    assert available("vsw-a") == free - 3
+    ecs().attach_network_interface(ecs_models.AttachNetworkInterfaceRequest(
+        region_id=REGION, network_interface_id=eni, instance_id=n1(cloud)))
+    assert describe(network_interface_id=[eni])[0].status == "Attaching"
+    clock.now += 1.0
+    (seen,) = describe(network_interface_id=[eni])
+    assert (seen.status, seen.instance_id) == ("InUse", n1(cloud))
+
+    assigned = ecs().assign_private_ip_addresses(ecs_models.AssignPrivateIpAddressesRequest(
+        region_id=REGION, network_interface_id=eni, secondary_private_ip_address_count=2)).body
+    ips = assigned.assigned_private_ip_addresses_set.private_ip_set.private_ip_address
+    assert len(ips) == 2
+    assert available("vsw-a") == free - 5
+    ecs().unassign_private_ip_addresses(ecs_models.UnassignPrivateIpAddressesRequest(
+        region_id=REGION, network_interface_id=eni, private_ip_address=ips))
+    assert available("vsw-a") == free - 3
+
+    ecs().detach_network_interface(ecs_models.DetachNetworkInterfaceRequest(
+        region_id=REGION, network_interface_id=eni, instance_id=n1(cloud)))
+    assert describe(network_interface_id=[eni])[0].status == "Detaching"
+    clock.now += 1.0
+    assert describe(network_interface_id=[eni])[0].status == "Available"
+    ecs().delete_network_interface(ecs_models.DeleteNetworkInterfaceRequest(
+        region_id=REGION, network_interface_id=eni))
+    assert describe(network_interface_id=[eni]) == []
+    assert available("vsw-a") == free
+
+
+def test_client_token_makes_create_and_assign_idempotent(cloud: Endpoint) -> None:
+    first, again = create(token="t-1"), create(token="t-1")
+    assert first == again
+    assert len(describe(type="Secondary")) == 1
+    request = ecs_models.AssignPrivateIpAddressesRequest(
+        region_id=REGION, network_interface_id=first, secondary_private_ip_address_count=1,
+        client_token="t-2")
+    a = ecs().assign_private_ip_addresses(request).body
+    b = ecs().assign_private_ip_addresses(request).body
+    assert (a.assigned_private_ip_addresses_set.private_ip_set.private_ip_address
+            == b.assigned_private_ip_addresses_set.private_ip_set.private_ip_address)
+    assert len(describe(network_interface_id=[first])[0].private_ip_sets.private_ip_set) == 2
+
+
+def test_describe_filters_and_both_paging_styles(cloud: Endpoint) -> None:
+    made = [create() for _ in range(5)]
+    assert {e.network_interface_id for e in describe(v_switch_id="vsw-a", type="Secondary")} \
+        == set(made)
+    page = ecs().describe_network_interfaces(ecs_models.DescribeNetworkInterfacesRequest(
+        region_id=REGION, page_number=2, page_size=3)).body
+    assert (page.total_count, len(page.network_interface_sets.network_interface_set)) == (7, 3)
+    seen, token = [], None
+    while True:
+        body = ecs().describe_network_interfaces(ecs_models.DescribeNetworkInterfacesRequest(
+            region_id=REGION, max_results=2, next_token=token)).body
+        seen += [e.network_interface_id for e in body.network_interface_sets.network_interface_set]
+        token = body.next_token
+        if not token:
+            break
+    assert len(seen) == len(set(seen)) == 7
+
+
+def test_instances_types_and_vpcs(cloud: Endpoint) -> None:
+    ids = json.dumps([n1(cloud)])
+    inst = ecs().describe_instances(ecs_models.DescribeInstancesRequest(
+        region_id=REGION, instance_ids=ids)).body.instances.instance
+    assert [(i.instance_name, i.status, i.instance_type) for i in inst] == [
+        ("n1", "Running", "ecs.g7.large")]
+    types = ecs().describe_instance_types(ecs_models.DescribeInstanceTypesRequest(
+        instance_types=["ecs.g7.large"])).body.instance_types.instance_type
+    assert [(t.eni_quantity, t.eni_private_ip_address_quantity) for t in types] == [(3, 6)]
+    vpcs = vpc().describe_vpcs(vpc_models.DescribeVpcsRequest(region_id=REGION)).body
+    assert vpcs.vpcs.vpc[0].cidr_block == "192.168.0.0/16"
+
+
+def test_v1_signature_and_the_old_sdk(cloud: Endpoint) -> None:
+    from aliyunsdkcore.client import AcsClient
+    from aliyunsdkecs.request.v20140526.DescribeNetworkInterfacesRequest import (
+        DescribeNetworkInterfacesRequest,
+    )
+
+    v1 = ecs(algorithm="v2").describe_network_interfaces(
+        ecs_models.DescribeNetworkInterfacesRequest(region_id=REGION)).body
+    assert v1.total_count == 2
+    client = AcsClient("podlab", "podlab-secret", REGION)
+    client.add_endpoint(REGION, "Ecs", "ecs.podlab.local")
+    request = DescribeNetworkInterfacesRequest()
+    request.set_protocol_type("http")
+    assert json.loads(client.do_action_with_exception(request))["TotalCount"] == 2
+    assert [c.action for c in cloud.calls] == ["DescribeNetworkInterfaces"] * 2
