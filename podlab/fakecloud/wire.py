@@ -50,6 +50,13 @@ class Endpoint:
         self.credentials = dict(credentials or DEFAULT_CREDENTIALS)
         self.calls: list[CallRecord] = []
 
+    def reset(self) -> None:
+        """A fresh world from the same topology; the call log restarts."""
+        old = self.cloud
+        self.cloud = Cloud(old.topology, hooks=old.hooks, attach_delay=old.attach_delay,
+                           clock=old.clock)
+        self.calls.clear()
+
     def handle(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> Reply:
         started = time.monotonic()
         request_id = str(uuid.uuid4()).upper()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 
 from podlab.fakecloud import Topology, TopologyError, default_topology, load_topology
+from podlab.fakecloud import cli as fakecloud_cli
 from podlab.lab import capabilities, ownership
 from podlab.lab.conformance import cli as conformance_cli
 from podlab.lab.demo import run_demo
@@ -82,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=cmd_doctor)
 
     conformance_cli.register(sub)
+    fakecloud_cli.register(sub)
 
     demo = sub.add_parser("demo", help="the showcase: a 2-node lab, end to end")
     demo.set_defaults(func=lambda _args: run_demo())

@@ -19,6 +19,7 @@ from pyroute2 import NetNS
 from podlab.fakecloud import Node, Topology, default_topology
 from podlab.lab import netns
 from podlab.lab.backends import backend
+from podlab.lab.cloud import CLOUD_ENDPOINT_IP, CLOUD_PORT, LabCloud
 from podlab.lab.errors import LabError
 from podlab.lab.events import EventLog
 from podlab.lab.fabric import VpcFabric
@@ -60,6 +61,7 @@ class Lab:
         self.events = EventLog(self.state.dir / "events.jsonl")
         self.fabric = VpcFabric(name, self.state.fabric_netns, self.events)
         self._processes: list[subprocess.Popen[str]] = []
+        self.cloud: LabCloud | None = None
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -81,6 +83,9 @@ class Lab:
 
     def down(self) -> list[str]:
         """Remove everything this lab made; returns what was removed."""
+        if self.cloud is not None:
+            self.cloud.stop()
+            self.cloud = None
         for node in self.state.nodes:
             self.backend.delete_node(self.name, node.name)
         removed = remove_lab(self.name)
@@ -137,6 +142,15 @@ class Lab:
                 f"{node.primary_ip})",
                 lambda node=node: self._add_node(node),  # type: ignore[misc]
             )
+        yield f"started the cloud's OpenAPI endpoint at {CLOUD_ENDPOINT_IP}", self._start_cloud
+
+    def _start_cloud(self) -> None:
+        node_netns = {n.instance_id: n.netns for n in self.state.nodes}
+        self.cloud = LabCloud(self.topology, self.fabric, node_netns)
+        assert self.state.mgmt is not None
+        self.state.cloud_endpoint = f"{CLOUD_ENDPOINT_IP}:{CLOUD_PORT}"
+        self.state.cloud_endpoint_host = f"{self.state.mgmt.fabric_ip}:{CLOUD_PORT}"
+        self.state.save()
 
     def _connect_host(self) -> None:
         assert self.state.mgmt is not None

@@ -57,6 +57,8 @@ class LabState:
     status: str = "starting"
     fabric_netns: str = ""
     mgmt: MgmtState | None = None
+    cloud_endpoint: str = ""  # the OpenAPI endpoint as nodes reach it, inside the VPC
+    cloud_endpoint_host: str = ""  # the same endpoint from the host, over the mgmt link
     nodes: list[NodeState] = field(default_factory=list)
     pods: list[PodState] = field(default_factory=list)
 
@@ -97,6 +99,8 @@ class LabState:
             "owner_pid": self.owner.pid,
             "fabric_netns": self.fabric_netns,
             "mgmt": asdict(self.mgmt) if self.mgmt else None,
+            "cloud_endpoint": self.cloud_endpoint,
+            "cloud_endpoint_host": self.cloud_endpoint_host,
             "nodes": [asdict(n) for n in self.nodes],
             "pods": [asdict(p) for p in self.pods],
         }

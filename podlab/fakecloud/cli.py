@@ -1,0 +1,42 @@
+"""`podlab fakecloud serve`: the emulated cloud as a standalone HTTP endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from podlab.fakecloud.models import Cloud
+from podlab.fakecloud.server import CloudServer
+from podlab.fakecloud.topology import default_topology, load_topology
+from podlab.fakecloud.wire import DEFAULT_CREDENTIALS, Endpoint
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("fakecloud", help="the emulated Alibaba Cloud OpenAPI")
+    verbs = p.add_subparsers(required=True, metavar="VERB")
+    serve = verbs.add_parser("serve", help="serve ECS/VPC OpenAPI over HTTP until Ctrl-C")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    (key, secret), = DEFAULT_CREDENTIALS.items()
+    serve.add_argument("--access-key-id", default=key)
+    serve.add_argument("--access-key-secret", default=secret)
+    serve.add_argument("--topology", metavar="FILE",
+                       help="the world to serve (default: 2 instances in 2 zones)")
+    serve.add_argument("--attach-delay", type=float, default=0.0, metavar="SECONDS")
+    serve.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    stop = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # before any thread starts
+    topology = load_topology(args.topology) if args.topology else default_topology()
+    endpoint = Endpoint(Cloud(topology, attach_delay=args.attach_delay),
+                        {args.access_key_id: args.access_key_secret})
+    server = CloudServer(endpoint, args.host, args.port).start()
+    print(f"fakecloud: serving {topology.region} ({len(topology.nodes)} instances, "
+          f"{len(topology.vswitches)} vSwitches) at {server.url}; admin at "
+          f"{server.url}/_podlab/state", file=sys.stderr, flush=True)
+    signal.sigwait(stop)
+    server.stop()
+    return 0

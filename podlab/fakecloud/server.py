@@ -1,0 +1,101 @@
+"""The HTTP transport: the same Endpoint behind a threaded HTTP server, plus the admin
+endpoints under `/_podlab/` (state, calls, reset) that tests and people use to look in."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from podlab.fakecloud.models import Cloud
+from podlab.fakecloud.responses import render_eni
+from podlab.fakecloud.wire import Endpoint
+
+ADMIN = "/_podlab/"
+
+
+def state(cloud: Cloud) -> dict[str, Any]:
+    """A JSON dump of the whole model, for debugging and for tests."""
+    with cloud.lock:
+        return {
+            "region": cloud.topology.region,
+            "vpc": cloud.topology.vpc_id,
+            "vswitches": {v: cloud.available_ips(v) for v in cloud.vswitches},
+            "enis": [render_eni(cloud, e) for e in cloud.all_enis()],
+        }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    endpoint: Endpoint
+    protocol_version = "HTTP/1.1"
+
+    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _admin(self) -> None:
+        path = self.path[len(ADMIN):].split("?")[0]
+        if path == "state":
+            data: object = state(self.endpoint.cloud)
+        elif path == "calls":
+            data = [asdict(c) for c in self.endpoint.calls]
+        elif path == "reset" and self.command == "POST":
+            self.endpoint.reset()
+            data = {"reset": True}
+        else:
+            self._reply(404, {"Content-Type": "application/json"},
+                        json.dumps({"error": f"no admin endpoint {path!r}"}).encode())
+            return
+        self._reply(200, {"Content-Type": "application/json"}, json.dumps(data).encode())
+
+    def _api(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.path.startswith(ADMIN):
+            self._admin()
+            return
+        r = self.endpoint.handle(self.command, self.path, dict(self.headers.items()), body)
+        self._reply(r.status, r.headers, r.body)
+
+    do_GET = _api
+    do_POST = _api
+
+    def log_message(self, format: str, *args: object) -> None:
+        """The call log records every call; the default stderr line adds nothing."""
+
+
+class CloudServer:
+    """Serve an Endpoint over HTTP in a background thread; `sock` lets the lab bind it
+    inside the VPC's namespace."""
+
+    def __init__(self, endpoint: Endpoint, host: str = "127.0.0.1", port: int = 0,
+                 sock: socket.socket | None = None) -> None:
+        handler = type("Handler", (_Handler,), {"endpoint": endpoint})
+        self.httpd = ThreadingHTTPServer((host, port), handler, bind_and_activate=sock is None)
+        if sock is not None:
+            self.httpd.socket.close()
+            self.httpd.socket = sock
+            self.httpd.server_address = sock.getsockname()[:2]
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> CloudServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join()
