@@ -7,7 +7,7 @@ import signal
 import sys
 
 from podlab.fakecloud.models import Cloud
-from podlab.fakecloud.server import CloudServer
+from podlab.fakecloud.server import cloud_server
 from podlab.fakecloud.topology import default_topology, load_topology
 from podlab.fakecloud.wire import DEFAULT_CREDENTIALS, Endpoint
 
@@ -33,7 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     topology = load_topology(args.topology) if args.topology else default_topology()
     endpoint = Endpoint(Cloud(topology, attach_delay=args.attach_delay),
                         {args.access_key_id: args.access_key_secret})
-    server = CloudServer(endpoint, args.host, args.port).start()
+    server = cloud_server(endpoint, args.host, args.port).start()
     print(f"fakecloud: serving {topology.region} ({len(topology.nodes)} instances, "
           f"{len(topology.vswitches)} vSwitches) at {server.url}; admin at "
           f"{server.url}/_podlab/state", file=sys.stderr, flush=True)

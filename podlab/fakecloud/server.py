@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from dataclasses import asdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from podlab.fakecloud.background import BackgroundServer
 from podlab.fakecloud.models import Cloud
 from podlab.fakecloud.responses import render_eni
 from podlab.fakecloud.wire import Endpoint
@@ -71,31 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
         """The call log records every call; the default stderr line adds nothing."""
 
 
-class CloudServer:
-    """Serve an Endpoint over HTTP in a background thread; `sock` lets the lab bind it
-    inside the VPC's namespace."""
-
-    def __init__(self, endpoint: Endpoint, host: str = "127.0.0.1", port: int = 0,
-                 sock: socket.socket | None = None) -> None:
-        handler = type("Handler", (_Handler,), {"endpoint": endpoint})
-        self.httpd = ThreadingHTTPServer((host, port), handler, bind_and_activate=sock is None)
-        if sock is not None:
-            self.httpd.socket.close()
-            self.httpd.socket = sock
-            self.httpd.server_address = sock.getsockname()[:2]
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> CloudServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join()
+def cloud_server(endpoint: Endpoint, host: str = "127.0.0.1", port: int = 0,
+                 sock: socket.socket | None = None) -> BackgroundServer:
+    """Serve an Endpoint over HTTP; `sock` lets the lab bind it inside the VPC."""
+    return BackgroundServer(type("Handler", (_Handler,), {"endpoint": endpoint}), host, port,
+                            sock)

@@ -4,13 +4,15 @@ control plane drives the fabric (attach plugs a device in, assign routes an addr
 from __future__ import annotations
 
 from podlab.fakecloud import Cloud, Endpoint, Topology
-from podlab.fakecloud.server import CloudServer
+from podlab.fakecloud.metadata import MetadataService, metadata_server
+from podlab.fakecloud.server import cloud_server
 from podlab.lab import netns
 from podlab.lab.fabric import VpcFabric
 
 # Where nodes reach the OpenAPI endpoint, as ECS reaches its VPC endpoint over 100.100/16.
 CLOUD_ENDPOINT_IP = "100.100.80.1"
 CLOUD_PORT = 80
+METADATA_IP = "100.100.100.200"
 
 
 class LabFabricHooks:
@@ -34,19 +36,29 @@ class LabFabricHooks:
 
 
 class LabCloud:
-    """The model, its endpoint, and the server bound in the VPC router's namespace."""
+    """The model, its OpenAPI endpoint and instance metadata, served from the VPC router's
+    namespace, where the metadata server sees each node's own address."""
 
     def __init__(self, topology: Topology, fabric: VpcFabric, node_netns: dict[str, str],
-                 attach_delay: float = 0.0) -> None:
+                 mgmt_ip: str, *,
+                 attach_delay: float = 0.0, metadata_lag: float = 0.0) -> None:
         hooks = LabFabricHooks(fabric, node_netns)
         self.endpoint = Endpoint(Cloud(topology, hooks=hooks, attach_delay=attach_delay))
         fabric.add_service_address(CLOUD_ENDPOINT_IP)
-        sock = netns.listen(fabric.netns, "0.0.0.0", CLOUD_PORT)
-        self.server = CloudServer(self.endpoint, sock=sock).start()
+        # One endpoint, two listeners: the VPC address for nodes, the management address
+        # for the host (a 0.0.0.0 listener would take port 80 from the metadata service).
+        self.servers = [cloud_server(self.endpoint, sock=netns.listen(fabric.netns, ip,
+                                                                      CLOUD_PORT)).start()
+                        for ip in (CLOUD_ENDPOINT_IP, mgmt_ip)]
+        fabric.add_service_address(METADATA_IP)
+        self.metadata = MetadataService(lambda: self.endpoint.cloud, lag=metadata_lag)
+        self.servers.append(metadata_server(
+            self.metadata, sock=netns.listen(fabric.netns, METADATA_IP, 80)).start())
 
     @property
     def model(self) -> Cloud:
         return self.endpoint.cloud
 
     def stop(self) -> None:
-        self.server.stop()
+        for server in self.servers:
+            server.stop()

@@ -146,8 +146,8 @@ class Lab:
 
     def _start_cloud(self) -> None:
         node_netns = {n.instance_id: n.netns for n in self.state.nodes}
-        self.cloud = LabCloud(self.topology, self.fabric, node_netns)
         assert self.state.mgmt is not None
+        self.cloud = LabCloud(self.topology, self.fabric, node_netns, self.state.mgmt.fabric_ip)
         self.state.cloud_endpoint = f"{CLOUD_ENDPOINT_IP}:{CLOUD_PORT}"
         self.state.cloud_endpoint_host = f"{self.state.mgmt.fabric_ip}:{CLOUD_PORT}"
         self.state.save()

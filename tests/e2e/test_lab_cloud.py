@@ -49,3 +49,22 @@ def test_nodes_reach_the_endpoint_inside_the_vpc(lab: Lab) -> None:
     state = json.loads(lab.exec("n2", ["python3", "-c", script]).stdout)
     assert {e["NetworkInterfaceId"] for e in state["enis"]} == {
         n.primary_eni_id for n in lab.topology.nodes}
+
+
+METADATA_CLIENT = """
+import urllib.request
+base = "http://100.100.100.200/latest"
+token = urllib.request.urlopen(urllib.request.Request(
+    base + "/api/token", method="PUT",
+    headers={"X-aliyun-ecs-metadata-token-ttl-seconds": "60"})).read().decode()
+for path in ("instance-id", "zone-id", "mac"):
+    print(urllib.request.urlopen(urllib.request.Request(
+        base + "/meta-data/" + path,
+        headers={"X-aliyun-ecs-metadata-token": token})).read().decode())
+"""
+
+
+def test_each_node_sees_its_own_metadata(lab: Lab) -> None:
+    for node in lab.state.nodes:
+        answers = lab.exec(node.name, ["python3", "-c", METADATA_CLIENT]).stdout.split()
+        assert answers == [node.instance_id, node.zone, node.mac]

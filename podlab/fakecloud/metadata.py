@@ -1,0 +1,161 @@
+"""Instance metadata (100.100.100.200): each instance sees its own identity and ENIs,
+recognised by the source address of its request, as on ECS.
+
+The view may lag the API by `lag` seconds, as the real service does: each answer comes
+from the newest snapshot at least that old, so an agent that trusts metadata right after
+an attach sees the stale world a real one would.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from podlab.fakecloud.background import BackgroundServer
+from podlab.fakecloud.models import Cloud
+
+TOKEN_HEADER = "X-aliyun-ecs-metadata-token"
+TTL_HEADER = "X-aliyun-ecs-metadata-token-ttl-seconds"
+PREFIX = "/latest/meta-data/"
+View = dict[str, Any]  # instance id -> its metadata tree
+
+
+def snapshot(cloud: Cloud) -> View:
+    """Every instance's metadata tree, as of now."""
+    t = cloud.topology
+    view: View = {}
+    with cloud.lock:
+        enis = cloud.all_enis()
+        for node in cloud.instances.values():
+            macs = {}
+            for eni in (e for e in enis if e.instance_id == node.instance_id
+                        and e.status == "InUse"):
+                macs[eni.mac] = {
+                    "network-interface-id": eni.id,
+                    "primary-ip-address": eni.primary_ip,
+                    "gateway": str(eni.vswitch.gateway),
+                    "private-ipv4s": json.dumps(eni.ips),
+                    "vswitch-id": eni.vswitch.id,
+                    "vswitch-cidr-block": str(eni.vswitch.cidr),
+                    "netmask": str(eni.vswitch.cidr.netmask),
+                    **({"ipv6s": json.dumps(eni.ipv6)} if eni.ipv6 else {}),
+                }
+            view[node.instance_id] = {
+                "instance-id": node.instance_id,
+                "instance/instance-type": node.instance_type,
+                "region-id": t.region,
+                "zone-id": node.zone,
+                "vswitch-id": node.vswitch.id,
+                "vpc-id": t.vpc_id,
+                "vpc-cidr-block": str(t.vpc_cidr),
+                "mac": node.mac,
+                "private-ipv4": str(node.primary_ip),
+                "macs": macs,
+                "addresses": [ip for eni in enis if eni.instance_id == node.instance_id
+                              for ip in eni.ips],
+            }
+    return view
+
+
+class MetadataService:
+    """Answers metadata paths for a caller address, from a possibly lagging view."""
+
+    def __init__(self, cloud: Callable[[], Cloud], lag: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.cloud = cloud
+        self.lag = lag
+        self.clock = clock
+        self._history: list[tuple[float, View]] = []
+        self._tokens: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def view(self) -> View:
+        now = self.clock()
+        current = snapshot(self.cloud())
+        with self._lock:
+            self._history.append((now, current))
+            old = [v for at, v in self._history if at <= now - self.lag]
+            # Keep the newest snapshot old enough to serve, and everything after it.
+            keep = len(old) - 1 if old else 0
+            self._history = self._history[keep:]
+        return old[-1] if old else self._history[0][1]
+
+    def token(self, ttl: int) -> str:
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._tokens[token] = self.clock() + ttl
+        return token
+
+    def valid(self, token: str | None) -> bool:
+        with self._lock:
+            return token is not None and self._tokens.get(token, 0) > self.clock()
+
+    def answer(self, caller: str, path: str) -> tuple[int, str]:
+        """(status, body) for a GET of `path` from address `caller`."""
+        tree = next((t for t in self.view().values()
+                     if caller == t["private-ipv4"] or caller in t["addresses"]), None)
+        if tree is None:
+            return 404, f"no instance has the address {caller}"
+        key = path[len(PREFIX):] if path.startswith(PREFIX) else None
+        if key is None:
+            return 404, "not found"
+        if key in ("network/interfaces/macs", "network/interfaces/macs/"):
+            return 200, "\n".join(f"{mac}/" for mac in tree["macs"])
+        if key.startswith("network/interfaces/macs/"):
+            mac, _, leaf = key[len("network/interfaces/macs/"):].partition("/")
+            value = tree["macs"].get(mac, {}).get(leaf)
+            return (200, value) if value is not None else (404, "not found")
+        value = tree.get(key)
+        return (200, value) if isinstance(value, str) else (404, "not found")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    service: MetadataService
+    caller: Callable[[str], str]
+
+    def _send(self, status: int, body: str) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_PUT(self) -> None:
+        if self.path != "/latest/api/token":
+            self._send(404, "not found")
+            return
+        try:
+            ttl = int(self.headers.get(TTL_HEADER, ""))
+        except ValueError:
+            self._send(400, f"{TTL_HEADER} must be a number of seconds")
+            return
+        if not 1 <= ttl <= 21600:
+            self._send(400, f"{TTL_HEADER} must be 1 to 21600")
+            return
+        self._send(200, self.service.token(ttl))
+
+    def do_GET(self) -> None:
+        if not self.service.valid(self.headers.get(TOKEN_HEADER)):
+            self._send(401, "a valid metadata token is required")
+            return
+        self._send(*self.service.answer(type(self).caller(self.client_address[0]), self.path))
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Agents poll metadata; a line per request would drown the lab's logs."""
+
+
+def metadata_server(service: MetadataService, host: str = "127.0.0.1", port: int = 0,
+                    sock: socket.socket | None = None,
+                    caller: Callable[[str], str] = lambda address: address) -> BackgroundServer:
+    """The service over HTTP; `caller` maps the peer address to the instance's (tests on
+    loopback pass one), `sock` binds it where the lab wants (100.100.100.200:80)."""
+    handler = type("Handler", (_Handler,), {"service": service,
+                                            "caller": staticmethod(caller)})
+    return BackgroundServer(handler, host, port, sock)
