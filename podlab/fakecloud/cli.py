@@ -33,6 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     topology = load_topology(args.topology) if args.topology else default_topology()
     endpoint = Endpoint(Cloud(topology, attach_delay=args.attach_delay),
                         {args.access_key_id: args.access_key_secret})
+    endpoint.faults.set(topology.faults)
     server = cloud_server(endpoint, args.host, args.port).start()
     print(f"fakecloud: serving {topology.region} ({len(topology.nodes)} instances, "
           f"{len(topology.vswitches)} vSwitches) at {server.url}; admin at "

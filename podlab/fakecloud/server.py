@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from podlab.fakecloud.background import BackgroundServer
+from podlab.fakecloud.exceptions import CloudError
 from podlab.fakecloud.models import Cloud
 from podlab.fakecloud.responses import render_eni
 from podlab.fakecloud.wire import Endpoint
@@ -30,6 +31,7 @@ def state(cloud: Cloud) -> dict[str, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     endpoint: Endpoint
+    _body: bytes = b""
     protocol_version = "HTTP/1.1"
 
     def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
@@ -46,6 +48,16 @@ class _Handler(BaseHTTPRequestHandler):
             data: object = state(self.endpoint.cloud)
         elif path == "calls":
             data = [asdict(c) for c in self.endpoint.calls]
+        elif path == "faults" and self.command == "POST":
+            try:
+                self.endpoint.faults.set(json.loads(self._body or b"{}"))
+            except (ValueError, CloudError) as e:
+                self._reply(400, {"Content-Type": "application/json"},
+                            json.dumps({"error": str(e)}).encode())
+                return
+            data = self.endpoint.faults.describe()
+        elif path == "faults":
+            data = self.endpoint.faults.describe()
         elif path == "reset" and self.command == "POST":
             self.endpoint.reset()
             data = {"reset": True}
@@ -58,6 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _api(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        self._body = body
         if self.path.startswith(ADMIN):
             self._admin()
             return

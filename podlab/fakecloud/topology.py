@@ -12,7 +12,7 @@ import hashlib
 import ipaddress
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -83,6 +83,7 @@ class Topology:
     vpc_cidr: ipaddress.IPv4Network
     vswitches: tuple[VSwitch, ...]
     nodes: tuple[Node, ...]
+    faults: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def vswitch(self, vswitch_id: str) -> VSwitch:
         for v in self.vswitches:
@@ -114,6 +115,7 @@ class Topology:
                 }
                 for n in self.nodes
             ],
+            **({"faults": dict(self.faults)} if self.faults else {}),
         }
 
     @classmethod
@@ -126,7 +128,7 @@ class Topology:
         vswitches = _vswitches(data["vswitches"], vpc_cidr, data.get("zones"))
         zones = tuple(data.get("zones") or dict.fromkeys(v.zone for v in vswitches))
         nodes = _nodes(data["nodes"], vswitches, vpc_id)
-        return cls(region, zones, vpc_id, vpc_cidr, vswitches, nodes)
+        return cls(region, zones, vpc_id, vpc_cidr, vswitches, nodes, data.get("faults", {}))
 
 
 def load_topology(path: str | Path) -> Topology:

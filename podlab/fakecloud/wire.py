@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
 from podlab.fakecloud.exceptions import CloudError, InvalidAction, MissingParameter
+from podlab.fakecloud.faults import Faults
 from podlab.fakecloud.models import Cloud
 from podlab.fakecloud.params import Params
 from podlab.fakecloud.responses import ACTIONS
@@ -45,16 +46,19 @@ class CallRecord:
 class Endpoint:
     """The OpenAPI endpoint in front of one Cloud, with its credentials and call log."""
 
-    def __init__(self, cloud: Cloud, credentials: Mapping[str, str] | None = None) -> None:
+    def __init__(self, cloud: Cloud, credentials: Mapping[str, str] | None = None,
+                 faults: Faults | None = None) -> None:
         self.cloud = cloud
         self.credentials = dict(credentials or DEFAULT_CREDENTIALS)
+        self.faults = faults or Faults(clock=cloud.clock)
         self.calls: list[CallRecord] = []
 
     def reset(self) -> None:
-        """A fresh world from the same topology; the call log restarts."""
+        """A fresh world from the same topology, without faults; the call log restarts."""
         old = self.cloud
         self.cloud = Cloud(old.topology, hooks=old.hooks, attach_delay=old.attach_delay,
                            clock=old.clock)
+        self.faults = Faults(clock=old.clock)
         self.calls.clear()
 
     def handle(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> Reply:
@@ -81,19 +85,22 @@ class Endpoint:
             if handler is None:
                 raise InvalidAction(f"Specified api {action} (version {version!r}) is not "
                                     "found.")
+            self.faults.check(action, params)
             payload = {"RequestId": request_id, **handler(self.cloud, Params(params))}
             status, code = 200, "OK"
+            extra: dict[str, str] = {}
         except CloudError as e:
-            status, code = e.status, e.code
+            status, code, extra = e.status, e.code, getattr(e, "headers", {})
             payload = {"RequestId": request_id, "HostId": HOST_ID, "Code": e.code,
                        "Message": e.message, "Recommend": f"https://api.podlab.local/{e.code}"}
         except Exception:
             log.exception("fakecloud: unhandled error in %s", action)
-            status, code = 500, "InternalError"
+            status, code, extra = 500, "InternalError", {}
             payload = {"RequestId": request_id, "HostId": HOST_ID, "Code": code,
                        "Message": "The request processing has failed due to some unknown "
                                   "error.", "Recommend": ""}
         self.calls.append(CallRecord(action, params, code, status, time.monotonic() - started,
                                      time.time()))
         return Reply(status, {"Content-Type": "application/json;charset=utf-8",
-                              "x-acs-request-id": request_id}, json.dumps(payload).encode())
+                              "x-acs-request-id": request_id, **extra},
+                     json.dumps(payload).encode())

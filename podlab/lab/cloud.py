@@ -44,6 +44,7 @@ class LabCloud:
                  attach_delay: float = 0.0, metadata_lag: float = 0.0) -> None:
         hooks = LabFabricHooks(fabric, node_netns)
         self.endpoint = Endpoint(Cloud(topology, hooks=hooks, attach_delay=attach_delay))
+        self.endpoint.faults.set(topology.faults)
         fabric.add_service_address(CLOUD_ENDPOINT_IP)
         # One endpoint, two listeners: the VPC address for nodes, the management address
         # for the host (a 0.0.0.0 listener would take port 80 from the metadata service).

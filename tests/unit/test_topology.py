@@ -129,3 +129,16 @@ def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(TopologyError) as info:
         load_topology(f)
     assert info.value.field == str(f)
+
+
+def test_faults_section_is_carried_to_the_cloud() -> None:
+    from podlab.fakecloud import Endpoint
+    from podlab.fakecloud.models import Cloud
+
+    rules = {"rules": [{"action": "AttachNetworkInterface", "latency": 0.5}]}
+    t = Topology.from_dict(topo(faults=rules))
+    assert Topology.from_dict(t.to_dict()).faults == rules
+    endpoint = Endpoint(Cloud(t))
+    endpoint.faults.set(t.faults)
+    assert endpoint.faults.describe()["rules"][0]["latency"] == 0.5
+    assert error(topo(faults={"rulez": []})).field == "faults"
