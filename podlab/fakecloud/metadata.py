@@ -118,6 +118,7 @@ class MetadataService:
 class _Handler(BaseHTTPRequestHandler):
     service: MetadataService
     caller: Callable[[str], str]
+    disable_nagle_algorithm = True
 
     def _send(self, status: int, body: str) -> None:
         data = body.encode()

@@ -70,32 +70,34 @@ def detach_network_interface(cloud: Cloud, p: Params) -> Json:
 def describe_network_interfaces(cloud: Cloud, p: Params) -> Json:
     ids, ips = set(p.strings("NetworkInterfaceId")), set(p.strings("PrivateIpAddress"))
     tags = p.tags()
-    filters: dict[str, str | None] = {
-        "InstanceId": p.get("InstanceId"), "VSwitchId": p.get("VSwitchId"),
-        "VpcId": p.get("VpcId"), "Status": p.get("Status"), "Type": p.get("Type")}
-    found = []
-    for eni in cloud.all_enis():
-        rendered = render_eni(cloud, eni)
-        if (ids and eni.id not in ids) or (ips and not ips & set(eni.ips)):
-            continue
-        if any(want is not None and rendered[key] != want for key, want in filters.items()):
-            continue
-        if any(eni.tags.get(k) != v for k, v in tags.items()):
-            continue
-        found.append(rendered)
-    page: Json = {"TotalCount": len(found)}
-    if p.get("NextToken") is not None or p.get("MaxResults") is not None:
-        size = p.number("MaxResults", 10, 1, 500) or 10
-        start = p.number("NextToken", 0, 0) or 0
-        items = found[start:start + size]
-        page.update(MaxResults=size, NextToken=str(start + size)
-                    if start + size < len(found) else "")
-    else:
-        number = p.number("PageNumber", 1, 1) or 1
-        size = p.number("PageSize", 10, 1, 500) or 10
-        items = found[(number - 1) * size:number * size]
-        page.update(PageNumber=number, PageSize=size)
-    return {**page, "NetworkInterfaceSets": {"NetworkInterfaceSet": items}}
+    wanted = {"instance_id": p.get("InstanceId"), "status": p.get("Status"),
+              "type": p.get("Type")}
+    vswitch, vpc = p.get("VSwitchId"), p.get("VpcId")
+
+    def matches(eni: Eni) -> bool:
+        return not ((ids and eni.id not in ids) or (ips and not ips & set(eni.ips))
+                    or (vswitch is not None and eni.vswitch.id != vswitch)
+                    or (vpc is not None and vpc != cloud.topology.vpc_id)
+                    or any(want is not None and getattr(eni, attr) != want
+                           for attr, want in wanted.items())
+                    or any(eni.tags.get(k) != v for k, v in tags.items()))
+
+    with cloud.lock:
+        found = [eni for eni in cloud.all_enis() if matches(eni)]
+        page: Json = {"TotalCount": len(found)}
+        if p.get("NextToken") is not None or p.get("MaxResults") is not None:
+            size = p.number("MaxResults", 10, 1, 500) or 10
+            start = p.number("NextToken", 0, 0) or 0
+            items = found[start:start + size]
+            page.update(MaxResults=size, NextToken=str(start + size)
+                        if start + size < len(found) else "")
+        else:
+            number = p.number("PageNumber", 1, 1) or 1
+            size = p.number("PageSize", 10, 1, 500) or 10
+            items = found[(number - 1) * size:number * size]
+            page.update(PageNumber=number, PageSize=size)
+        rendered = [render_eni(cloud, eni) for eni in items]
+    return {**page, "NetworkInterfaceSets": {"NetworkInterfaceSet": rendered}}
 
 
 def assign_private_ip_addresses(cloud: Cloud, p: Params) -> Json:

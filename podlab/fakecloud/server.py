@@ -33,6 +33,8 @@ class _Handler(BaseHTTPRequestHandler):
     endpoint: Endpoint
     _body: bytes = b""
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, keep-alive clients wait 40 ms.
+    disable_nagle_algorithm = True
 
     def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)
