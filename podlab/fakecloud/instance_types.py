@@ -1,8 +1,10 @@
 """The ECS instance-type catalog: the ENI and IP quotas a pod network lives within.
 
-Values follow Alibaba Cloud's published instance-family tables (EniQuantity,
-EniPrivateIpAddressQuantity, EniIpv6AddressQuantity, EniTotalQuantity) for the
-families a Terway node commonly runs on.
+Values follow Alibaba Cloud's instance-family tables (EniQuantity,
+EniPrivateIpAddressQuantity, EniIpv6AddressQuantity, EniTotalQuantity) for the families a
+Terway node commonly runs on. They were written from those tables without a live
+DescribeInstanceTypes to check against (no cloud account here): correct a row here when a
+real answer differs, and the quota tests follow.
 """
 
 from __future__ import annotations
