@@ -7,10 +7,13 @@ from alibabacloud_tea_openapi.models import Config
 from alibabacloud_vpc20160428.client import Client as VpcClient
 
 REGION = "cn-hangzhou"
+# Where clients go when a test names no endpoint; the `transport` fixture moves it.
+ENDPOINT = {"default": "ecs.podlab.local"}
 
 
-def config(endpoint: str = "ecs.podlab.local", secret: str = "podlab-secret",
+def config(endpoint: str | None = None, secret: str = "podlab-secret",
            key: str = "podlab", algorithm: str | None = None) -> Config:
+    endpoint = endpoint or ENDPOINT["default"]
     return Config(access_key_id=key, access_key_secret=secret, endpoint=endpoint,
                   region_id=REGION, protocol="http", signature_algorithm=algorithm)
 

@@ -9,8 +9,9 @@ import pytest
 from alibabacloud_ecs20140526 import models as ecs_models
 from alibabacloud_vpc20160428 import models as vpc_models
 
-from podlab.fakecloud import Endpoint, default_topology, mock
-from tests.unit.fakecloud.sdk import REGION, ecs, vpc
+from podlab.fakecloud import Cloud, Endpoint, default_topology, mock
+from podlab.fakecloud.server import cloud_server
+from tests.unit.fakecloud.sdk import ENDPOINT, REGION, ecs, vpc
 
 
 class Clock:
@@ -26,10 +27,21 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def cloud(clock: Clock) -> Iterator[Endpoint]:
-    with mock(default_topology(nodes=2), attach_delay=1.0, clock=clock) as endpoint:
+@pytest.fixture(params=["mock", "http"])
+def cloud(request: pytest.FixtureRequest, clock: Clock,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoint]:
+    """The same fake cloud behind either transport: `responses` or a real HTTP server."""
+    if request.param == "mock":
+        with mock(default_topology(nodes=2), attach_delay=1.0, clock=clock) as endpoint:
+            yield endpoint
+        return
+    endpoint = Endpoint(Cloud(default_topology(nodes=2), attach_delay=1.0, clock=clock))
+    server = cloud_server(endpoint).start()
+    monkeypatch.setitem(ENDPOINT, "default", server.url.removeprefix("http://"))
+    try:
         yield endpoint
+    finally:
+        server.stop()
 
 
 def n1(cloud: Endpoint) -> str:
@@ -141,7 +153,7 @@ def test_v1_signature_and_the_old_sdk(cloud: Endpoint) -> None:
         ecs_models.DescribeNetworkInterfacesRequest(region_id=REGION)).body
     assert v1.total_count == 2
     client = AcsClient("podlab", "podlab-secret", REGION)
-    client.add_endpoint(REGION, "Ecs", "ecs.podlab.local")
+    client.add_endpoint(REGION, "Ecs", ENDPOINT["default"])
     request = DescribeNetworkInterfacesRequest()
     request.set_protocol_type("http")
     assert json.loads(client.do_action_with_exception(request))["TotalCount"] == 2
