@@ -2,6 +2,8 @@
 
 - `lab`: a 2-node default lab for one test, torn down in `finally`, then leak-checked.
 - `lab_factory(topology=None, **kw)`: more or custom labs in one test, same guarantees.
+- `fakecloud`: the in-process emulated cloud (`podlab.fakecloud.mock()`): every official
+  SDK call in the test goes to it; yields its Endpoint (`.cloud`, `.calls`, `.faults`).
 - `@pytest.mark.root`, `@pytest.mark.kernel("ipvlan", ...)`: skip with the missing
   capability's name, or fail when strict (PODLAB_STRICT=1 or --podlab-strict), as in CI.
 """
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from podlab.fakecloud import Topology
+from podlab.fakecloud import Endpoint, Topology, mock
 from podlab.lab import capabilities
 from podlab.lab.lab import Lab
 from podlab.lab.ownership import leftovers, remove_lab
@@ -85,3 +87,9 @@ def lab_factory() -> Iterator[LabFactory]:
 @pytest.fixture
 def lab(lab_factory: LabFactory) -> Lab:
     return lab_factory()
+
+
+@pytest.fixture
+def fakecloud() -> Iterator[Endpoint]:
+    with mock() as endpoint:
+        yield endpoint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterator
 
@@ -158,3 +159,23 @@ def test_v1_signature_and_the_old_sdk(cloud: Endpoint) -> None:
     request.set_protocol_type("http")
     assert json.loads(client.do_action_with_exception(request))["TotalCount"] == 2
     assert [c.action for c in cloud.calls] == ["DescribeNetworkInterfaces"] * 2
+
+
+def test_ipv6_addresses_come_from_the_vswitch_prefix(cloud: Endpoint, clock: Clock) -> None:
+    eni = create()
+    ecs().attach_network_interface(ecs_models.AttachNetworkInterfaceRequest(
+        region_id=REGION, network_interface_id=eni, instance_id=n1(cloud)))
+    clock.now += 1.0
+    body = ecs().assign_ipv_6addresses(ecs_models.AssignIpv6AddressesRequest(
+        region_id=REGION, network_interface_id=eni, ipv_6address_count=2)).body
+    v6 = body.ipv_6sets.ipv_6address
+    prefix = vpc().describe_vswitches(vpc_models.DescribeVSwitchesRequest(
+        region_id=REGION, v_switch_id="vsw-a")).body.v_switches.v_switch[0].ipv_6cidr_block
+    assert len(set(v6)) == 2
+    assert all(ipaddress.IPv6Address(a) in ipaddress.IPv6Network(prefix) for a in v6)
+    (seen,) = describe(network_interface_id=[eni])
+    assert sorted(s.ipv_6address for s in seen.ipv_6sets.ipv_6set) == sorted(v6)
+    ecs().unassign_ipv_6addresses(ecs_models.UnassignIpv6AddressesRequest(
+        region_id=REGION, network_interface_id=eni, ipv_6address=v6[:1]))
+    (seen,) = describe(network_interface_id=[eni])
+    assert [s.ipv_6address for s in seen.ipv_6sets.ipv_6set] == v6[1:]
