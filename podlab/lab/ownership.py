@@ -9,6 +9,7 @@ goes by these labels, never by name patterns, so a foreign `podlab-x` netns surv
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import signal
 from pathlib import Path
 
 from pyroute2 import IPRoute, NetNS, netns
+from pyroute2.netlink.exceptions import NetlinkError
 
 from podlab.lab.process import owner_alive, wait_gone
 from podlab.lab.state import LabState, run_dir
@@ -136,16 +138,22 @@ def remove_lab(lab: str) -> list[str]:
     procs = owned_processes(lab)
     kill(list(procs))
     removed += [f"process {pid}" for pid in procs]
-    for name in owned_netns(lab):
-        remove_netns(name)
-        removed.append(f"netns {name}")
+    # Root links first: a veth whose peer is in the fabric netns vanishes on its own, a
+    # moment later, when that netns goes; deleting it first leaves nothing to race.
     links = owned_root_links(lab)
     if links:
         with IPRoute() as ipr:
             for ifname in links:
                 for index in ipr.link_lookup(ifname=ifname):
-                    ipr.link("del", index=index)
+                    try:
+                        ipr.link("del", index=index)
+                    except NetlinkError as e:
+                        if e.code != errno.ENODEV:
+                            raise
                 removed.append(f"link {ifname}")
+    for name in owned_netns(lab):
+        remove_netns(name)
+        removed.append(f"netns {name}")
     state_dir = run_dir() / lab
     if state_dir.exists():
         shutil.rmtree(state_dir)
@@ -181,5 +189,14 @@ def clean() -> list[str]:
     dead |= set(owned_processes().values()) - set(live)
     removed = []
     for lab in sorted(dead):
-        removed += remove_lab(lab)
+        # A lab claimed since `live` was read has a live owner by now: leave it.
+        if not _owner_alive(lab):
+            removed += remove_lab(lab)
     return removed
+
+
+def _owner_alive(lab: str) -> bool:
+    try:
+        return owner_alive(LabState.load(lab).owner)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
