@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 
 from podlab.fakecloud import Topology, TopologyError, default_topology, load_topology
+from podlab.cni import cli as agent_cli
 from podlab.fakecloud import cli as fakecloud_cli
 from podlab.lab import capabilities, ownership
 from podlab.lab.conformance import cli as conformance_cli
@@ -82,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="which capabilities this machine has")
     doctor.set_defaults(func=cmd_doctor)
 
+    agent_cli.register(sub)
     conformance_cli.register(sub)
     fakecloud_cli.register(sub)
 

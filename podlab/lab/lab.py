@@ -18,6 +18,7 @@ from pyroute2 import NetNS
 
 from podlab.fakecloud import Node, Topology, default_topology
 from podlab.lab import netns
+from podlab.lab.agents import NodeAgents
 from podlab.lab.backends import backend
 from podlab.lab.cloud import CLOUD_ENDPOINT_IP, CLOUD_PORT, LabCloud
 from podlab.lab.errors import LabError
@@ -42,6 +43,8 @@ class Lab:
         *,
         backend_kind: str = "netns",
         owner_kind: str = "process",
+        agents: bool = True,
+        agent_settings: dict[str, object] | None = None,
     ) -> None:
         if not LAB_NAME.match(name):
             raise LabError(
@@ -62,6 +65,7 @@ class Lab:
         self.fabric = VpcFabric(name, self.state.fabric_netns, self.events)
         self._processes: list[subprocess.Popen[str]] = []
         self.cloud: LabCloud | None = None
+        self.agents = NodeAgents(self.state, self.events, agent_settings) if agents else None
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -83,6 +87,8 @@ class Lab:
 
     def down(self) -> list[str]:
         """Remove everything this lab made; returns what was removed."""
+        if self.agents is not None:
+            self.agents.stop_all()
         if self.cloud is not None:
             self.cloud.stop()
             self.cloud = None
@@ -143,6 +149,8 @@ class Lab:
                 lambda node=node: self._add_node(node),  # type: ignore[misc]
             )
         yield f"started the cloud's OpenAPI endpoint at {CLOUD_ENDPOINT_IP}", self._start_cloud
+        if self.agents is not None:
+            yield "started the node agents; their pools are warm", self.agents.start_all
 
     def _start_cloud(self) -> None:
         node_netns = {n.instance_id: n.netns for n in self.state.nodes}

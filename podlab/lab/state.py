@@ -27,6 +27,8 @@ class NodeState:
     mac: str
     netns: str
     gateway: str
+    agent_socket: str = ""
+    cni_conf_dir: str = ""
 
 
 @dataclass

@@ -1,0 +1,220 @@
+"""`podlab agent`: the node agent daemon (Terway's terwayd), one per node.
+
+Start-up order is the readiness contract: identity from metadata, quotas from the API,
+the store opened and reconciled with the cloud, the pool warmed, the socket and metrics
+served — and only then the CNI config written, because a node whose runtime sees a CNI
+config will start pods on it. A clean stop removes the config again; a killed agent
+leaves it, as on a real node, and its restart reconciles before it serves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import start_http_server
+
+from podlab.cni import protocol
+from podlab.cni.cloudapi import CloudApi, CloudCallError
+from podlab.cni.config import AgentConfig, ConfigError, duration
+from podlab.cni.crashpoints import CrashHook, from_environment
+from podlab.cni.identity import Credentials, MetadataClient, MetadataError
+from podlab.cni.metrics import AgentMetrics
+from podlab.cni.pool import BusyError, CapacityError, NodeFacts, PodRef, Pool
+from podlab.cni.store import Store
+
+RESERVATION_ANNOTATION = "k8s.aliyun.com/pod-ip-reservation"
+CONF_FILE = "10-podlab.conflist"
+
+
+def log_event(event: str, **fields: Any) -> None:
+    """One JSON line on stderr per event: the agent's structured log."""
+    record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event,
+              **fields}
+    sys.stderr.write(json.dumps(record, default=str) + "\n")
+    sys.stderr.flush()
+
+
+def reservation(default: float, owner_kind: str | None,
+                annotations: dict[str, str] | None) -> float:
+    """Seconds a pod's address waits for it after release: StatefulSet pods and pods
+    annotated `k8s.aliyun.com/pod-ip-reservation` ("true" or a duration) keep theirs."""
+    value = (annotations or {}).get(RESERVATION_ANNOTATION, "").strip().lower()
+    if value in ("", "false"):
+        return default if owner_kind == "StatefulSet" else 0.0
+    return default if value == "true" else duration(value, RESERVATION_ANNOTATION)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, crash: CrashHook | None = None,
+                 events: Callable[..., None] = log_event) -> None:
+        self.config = config
+        self.crash = crash or from_environment()
+        self.events = events
+        self.metrics = AgentMetrics()
+        self.pool: Pool | None = None
+        self.server: socketserver.ThreadingUnixStreamServer | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def start(self) -> Agent:
+        c = self.config
+        metadata = MetadataClient(c.metadata)
+        me = metadata.identity()
+        self.events("identity", **me.__dict__)
+        credentials = (Credentials(c.access_key_id, c.access_key_secret)
+                       if c.access_key_id and c.access_key_secret
+                       else metadata.credentials(c.ram_role))
+
+        def on_call(action: str, result: str, seconds: float) -> None:
+            self.metrics.on_call(action, result, seconds)
+            self.events("cloud_call", action=action, result=result,
+                        ms=round(seconds * 1000, 1))
+
+        cloud = CloudApi(c.endpoint, me.region, credentials, protocol=c.protocol,
+                         deadline=c.cloud_deadline, on_call=on_call)
+        node = NodeFacts(me.instance_id, me.instance_type, me.zone, me.vswitch_id,
+                         cloud.quotas(me.instance_type))
+        store = Store(c.state_dir / "agent.db")
+        self.pool = Pool(c, cloud, store, node, crash=self.crash, events=self.events)
+        self.metrics.watch(store)
+        self.events("reconciled_at_start", **self.pool.reconcile())
+        self.pool.warm_up()
+        self._serve()
+        self._background(self._maintain_loop, "maintain")
+        self._write_cni_conf()
+        self.events("ready", socket=str(c.socket), idle=len(self.pool.idle()))
+        return self
+
+    def stop(self) -> None:
+        (self.config.cni_conf_dir / CONF_FILE).unlink(missing_ok=True)
+        self._stop.set()
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.config.socket.unlink(missing_ok=True)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self.pool:
+            self.pool.store.close()
+
+    def _background(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _maintain_loop(self) -> None:
+        assert self.pool is not None
+        last_reconcile = time.monotonic()
+        while not self._stop.wait(self.config.maintain_period):
+            try:
+                if time.monotonic() - last_reconcile >= self.config.reconcile_period:
+                    self.pool.reconcile()
+                    last_reconcile = time.monotonic()
+                self.pool.maintain()
+            except (CloudCallError, BusyError, CapacityError) as e:
+                self.events("maintain_failed", error=str(e))
+
+    def _write_cni_conf(self) -> None:
+        """Atomically, so a runtime never reads half a file."""
+        c = self.config
+        c.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+        conf = {"cniVersion": "1.1.0", "name": c.cni_network,
+                "plugins": [{"type": "podlab-cni", "agent_socket": str(c.socket)}]}
+        tmp = c.cni_conf_dir / f".{CONF_FILE}.tmp"
+        tmp.write_text(json.dumps(conf, indent=2) + "\n")
+        tmp.replace(c.cni_conf_dir / CONF_FILE)
+
+    # -- the socket -------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        path = self.config.socket
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        agent = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                try:
+                    request = json.loads(self.rfile.readline(protocol.MAX_ANSWER))
+                    answer = agent.answer(request)
+                except (ValueError, TypeError, KeyError) as e:
+                    answer = {"ok": False, "error": "invalid", "message": str(e)}
+                self.wfile.write(json.dumps(answer).encode() + b"\n")
+
+        old = os.umask(0o077)  # the socket is root's alone
+        try:
+            self.server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
+        finally:
+            os.umask(old)
+        self.server.daemon_threads = True
+        self._background(self.server.serve_forever, "socket")
+        if self.config.metrics_address:
+            host, _, port = self.config.metrics_address.rpartition(":")
+            start_http_server(int(port), host or "0.0.0.0", registry=self.metrics.registry)
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request of the socket protocol (see protocol.py)."""
+        assert self.pool is not None
+        op = request.get("op")
+        if op == "alloc":
+            return self._alloc(request)
+        if op == "release":
+            released = self.pool.release(str(request["pod"]), request.get("container"))
+            return {"ok": True, "released": released}
+        if op == "info":
+            return {"ok": True, **self.pool.info()}
+        if op == "gc":
+            return {"ok": True, "released": self.pool.gc(request["pods"])}
+        return {"ok": False, "error": "invalid", "message": f"unknown op {op!r}"}
+
+    def _alloc(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.pool is not None
+        started = time.monotonic()
+        ref = PodRef(str(request["pod"]), str(request.get("container", "")),
+                     reservation(self.config.reservation_period, request.get("owner_kind"),
+                                 request.get("annotations")))
+        try:
+            lease = self.pool.alloc(ref, timeout=float(request.get("timeout",
+                                                                   self.config.alloc_timeout)))
+        except CapacityError as e:
+            result = {"ok": False, "error": "capacity", "message": str(e)}
+        except BusyError as e:
+            result = {"ok": False, "error": "busy", "message": str(e)}
+        else:
+            result = {"ok": True, "lease": lease.to_dict()}
+        kind = "ok" if result["ok"] else str(result["error"])
+        self.metrics.alloc_latency.labels(kind).observe(time.monotonic() - started)
+        return result
+
+
+def run(config_path: Path) -> int:
+    """The daemon's main: start, then serve until SIGTERM/SIGINT."""
+    try:
+        config = AgentConfig.load(config_path)
+    except ConfigError as e:
+        print(f"podlab agent: {e}", file=sys.stderr)
+        return 2
+    stop = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # before any thread starts
+    try:
+        agent = Agent(config).start()
+    except (MetadataError, CloudCallError, OSError) as e:
+        log_event("start_failed", error=str(e))
+        print(f"podlab agent: cannot start: {e}", file=sys.stderr)
+        return 1
+    sig = signal.sigwait(stop)
+    log_event("stopping", signal=signal.Signals(sig).name)
+    agent.stop()
+    return 0

@@ -1,0 +1,89 @@
+"""Who this node is, from the instance metadata service (100.100.100.200), as on ECS.
+
+The agent trusts metadata for its identity and the ENIs' gateways and masks; for what is
+attached right now it asks the API, because metadata lags behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+TOKEN_TTL = 21600
+
+
+class MetadataError(RuntimeError):
+    """Metadata did not answer, or answered something the agent cannot use."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    instance_id: str
+    instance_type: str
+    region: str
+    zone: str
+    vpc_id: str
+    vswitch_id: str
+    primary_mac: str
+    primary_ip: str
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    access_key_secret: str
+    security_token: str | None = None
+
+
+class MetadataClient:
+    """A token-authenticated (IMDSv2-style) client of one metadata endpoint."""
+
+    def __init__(self, address: str, timeout: float = 2.0) -> None:
+        self.base = f"http://{address}"
+        self.timeout = timeout
+        self._token: tuple[str, float] | None = None
+
+    def _token_value(self) -> str:
+        if self._token is None or self._token[1] < time.monotonic() + 60:
+            request = urllib.request.Request(
+                f"{self.base}/latest/api/token", method="PUT",
+                headers={"X-aliyun-ecs-metadata-token-ttl-seconds": str(TOKEN_TTL)})
+            self._token = (self._open(request), time.monotonic() + TOKEN_TTL)
+        return self._token[0]
+
+    def _open(self, request: urllib.request.Request) -> str:
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+                return str(reply.read().decode())
+        except (urllib.error.URLError, OSError) as e:
+            raise MetadataError(f"metadata {request.full_url}: {e}") from e
+
+    def get(self, path: str) -> str:
+        request = urllib.request.Request(
+            f"{self.base}/latest/meta-data/{path}",
+            headers={"X-aliyun-ecs-metadata-token": self._token_value()})
+        return self._open(request).strip()
+
+    def identity(self) -> Identity:
+        return Identity(
+            instance_id=self.get("instance-id"),
+            instance_type=self.get("instance/instance-type"),
+            region=self.get("region-id"),
+            zone=self.get("zone-id"),
+            vpc_id=self.get("vpc-id"),
+            vswitch_id=self.get("vswitch-id"),
+            primary_mac=self.get("mac"),
+            primary_ip=self.get("private-ipv4"),
+        )
+
+    def credentials(self, role: str | None) -> Credentials:
+        """The instance RAM role's STS credentials (the first role when none is named)."""
+        role = role or self.get("ram/security-credentials/").split("\n")[0].strip("/")
+        if not role:
+            raise MetadataError("the instance has no RAM role; configure access keys")
+        answer = json.loads(self.get(f"ram/security-credentials/{role}"))
+        return Credentials(answer["AccessKeyId"], answer["AccessKeySecret"],
+                           answer.get("SecurityToken"))

@@ -1,0 +1,55 @@
+"""The agent's unix-socket protocol: one JSON request line, one JSON answer line.
+
+Kept to the standard library, because the CNI plugin imports it and runs once per pod.
+Answers are `{"ok": true, ...}` or `{"ok": false, "error": KIND, "message": ...}`, where
+KIND is `capacity` (a limit was hit; the message names it), `busy` (try again later) or
+`invalid` (the request is wrong).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+MAX_ANSWER = 1 << 20
+
+
+class AgentUnavailable(OSError):
+    """Nothing answers on the socket (the agent is down or not yet started)."""
+
+
+class AgentError(RuntimeError):
+    """The agent answered with an error."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind, self.message = kind, message
+
+
+def call(path: Path | str, op: str, timeout: float = 60.0, **fields: Any) -> dict[str, Any]:
+    """Send one request; the answer's fields, or AgentError / AgentUnavailable."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+            answer = b""
+            while not answer.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+                if len(answer) > MAX_ANSWER:
+                    raise AgentError("invalid", "answer too long")
+    except (FileNotFoundError, ConnectionRefusedError) as e:
+        raise AgentUnavailable(f"no agent answers on {path}: {e}") from e
+    except TimeoutError as e:
+        raise AgentError("busy", f"the agent did not answer within {timeout:.0f}s") from e
+    if not answer:
+        raise AgentUnavailable(f"the agent on {path} closed the connection")
+    reply: dict[str, Any] = json.loads(answer)
+    if not reply.get("ok"):
+        raise AgentError(str(reply.get("error", "invalid")), str(reply.get("message", "")))
+    return reply
