@@ -153,7 +153,7 @@ class Agent:
                     answer = {"ok": False, "error": "invalid", "message": str(e)}
                 self.wfile.write(json.dumps(answer).encode() + b"\n")
 
-        old = os.umask(0o077)  # the socket is root's alone
+        old = os.umask(0o177)  # the socket is root's alone from its first instant
         try:
             self.server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
         finally:

@@ -334,15 +334,18 @@ class Pool:
                          "full" + ("" if not self.exclusive else " (one pod per ENI)"))
         count = min(slots, math.ceil(want / self.per_eni))
         sizes = [min(BATCH, self.per_eni, want - i * self.per_eni) for i in range(count)]
-        vswitch = self._choose_vswitch()
-        created = self._in_parallel(lambda n: self._create_and_attach(vswitch, n), sizes)
+        created: list[EniInfo] = []
+        while not created:  # a vSwitch that answers IpNotEnough cools; the next is tried
+            vswitch = self._choose_vswitch()
+            made = self._in_parallel(partial(self._create_and_attach, vswitch), sizes)
+            created = [e for e in made if e is not None]
         ready = self._wait_attached([e.id for e in created])
         # New ENIs were born with at most 10; top them up to what is still wanted.
         rest = want - sum(len(self.store.ips(eni_id=e)) for e in ready)
         if rest > 0 and not self.exclusive:
             self._fill_enis(rest)
 
-    def _create_and_attach(self, vswitch: str, count: int) -> EniInfo:
+    def _create_and_attach(self, vswitch: str, count: int) -> EniInfo | None:
         tags = {**self.config.eni_tags, NODE_TAG: self.node.instance_id}
 
         def commit(eni: EniInfo) -> None:
@@ -357,8 +360,7 @@ class Pool:
         except CloudCallError as e:
             if e.exhausted:
                 self._cool(vswitch, e)
-                raise CapacityError(f"vSwitch exhausted: {vswitch} has no free IP "
-                                    f"addresses ({e.code})") from e
+                return None
             raise
         self._attach(eni.id)
         return eni
@@ -368,11 +370,24 @@ class Pool:
             self._mutate("attach", eni_id, {}, lambda _: self.cloud.attach(
                 eni_id, self.node.instance_id), lambda _: None)
         except CloudCallError as e:
-            if e.quota:
+            if e.code == "EniPerInstanceLimitExceeded":
                 self._refuse(f"instance ENI quota: {self.node.instance_type} allows "
                              f"{self.node.quotas.enis} ENIs ({e.code})")
             if e.code != "InvalidEniState":  # a retried attach that had worked
                 raise
+
+    def _trim_for_attach(self, row: EniRow, cloud: EniInfo) -> None:
+        """A detached ENI may hold more addresses than an attached one may (10 against
+        the type's quota): unassign spare ones so it can be attached again."""
+        extra = len(cloud.ips) - self.per_eni
+        if extra <= 0:
+            return
+        rows = {r.address: r for r in self.store.ips(eni_id=row.id)}
+        spare = [a for a in cloud.ips if a != cloud.primary_ip
+                 and (a not in rows or rows[a].state in ("idle", "releasing"))][:extra]
+        self._mutate("unassign", row.id, {"ips": spare},
+                     partial(_unassign_call, self.cloud.unassign_ips, row.id, spare),
+                     lambda _: self.store.drop_ips(spare))
 
     def _wait_attached(self, eni_ids: list[str]) -> list[str]:
         """Poll (one Describe for all of them) until the ENIs are InUse."""
@@ -530,14 +545,10 @@ class Pool:
             for a in addresses:
                 self.store.set_ip(a, "releasing", self.clock())
 
-        def call(_: str) -> None:
-            try:
-                self.cloud.unassign_ips(eni.id, addresses)
-                if v6:
-                    self.cloud.unassign_ipv6(eni.id, v6)
-            except CloudCallError as e:
-                if not e.code.startswith("InvalidIp"):
-                    raise
+        def call(token: str) -> None:
+            _unassign_call(self.cloud.unassign_ips, eni.id, addresses, token)
+            if v6:
+                _unassign_call(self.cloud.unassign_ipv6, eni.id, v6, token)
 
         self._mutate("unassign", eni.id, {"ips": addresses}, call,
                      lambda _: self.store.drop_ips(addresses))
@@ -610,6 +621,7 @@ class Pool:
                     continue  # detaching: settled on the next round
                 elif row.status != "detaching" and any(
                         r.state in ("used", "reserved") for r in self.store.ips(eni_id=row.id)):
+                    self._trim_for_attach(row, cloud)
                     self._attach(row.id)  # the cloud detached it from under live pods
                     with self._lock, self.store.tx():
                         self.store.set_eni_status(row.id, "attaching")
@@ -728,3 +740,11 @@ class Pool:
                 "demand": self._demand,
             }
 
+
+def _unassign_call(unassign: Callable[[str, list[str]], None], eni_id: str,
+                   addresses: list[str], _token: str) -> None:
+    try:
+        unassign(eni_id, addresses)
+    except CloudCallError as e:
+        if not e.code.startswith("InvalidIp"):  # not assigned (any more): what we wanted
+            raise

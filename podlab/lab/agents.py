@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from podlab.cni import protocol
 from podlab.cni.agent import CONF_FILE
 from podlab.fakecloud.wire import DEFAULT_CREDENTIALS
 from podlab.lab.cloud import CLOUD_ENDPOINT_IP, CLOUD_PORT, METADATA_IP
@@ -79,11 +80,13 @@ class NodeAgents:
             self.wait_ready(name)
 
     def wait_ready(self, name: str, timeout: float = READY_TIMEOUT) -> None:
-        """Poll until the agent has written its CNI config (or died, or timed out)."""
+        """Poll until the agent has written its CNI config and answers (or died, or timed
+        out). A killed agent leaves its config behind, so the config alone is not proof
+        that this process is ready."""
         conf = self.node_dir(name) / "net.d" / CONF_FILE
         proc = self.procs[name]
         deadline = time.monotonic() + timeout
-        while not conf.exists():
+        while not (conf.exists() and self._answers(name)):
             if proc.poll() is not None:
                 raise LabError(f"the agent of node {name} exited ({proc.returncode}): "
                                f"{self.log_tail(name)}")
@@ -92,6 +95,13 @@ class NodeAgents:
                                f"{self.log_tail(name)}")
             time.sleep(0.02)
         self.events.emit("agent.ready", node=name)
+
+    def _answers(self, name: str) -> bool:
+        try:
+            protocol.call(self.state.node(name).agent_socket, "info", timeout=2)
+        except (protocol.AgentUnavailable, protocol.AgentError):
+            return False
+        return True
 
     def log_tail(self, name: str, chars: int = 2000) -> str:
         path = self.node_dir(name) / "agent.log"
