@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from alibabacloud_ecs20140526 import models as ecs_models

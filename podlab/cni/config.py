@@ -59,6 +59,8 @@ class AgentConfig:
     reconcile_period: float = 60.0
     maintain_period: float = 2.0
     attach_timeout: float = 60.0
+    attach_first_look: float = 1.0  # after an attach, before the first Describe; then learnt
+    batch_window: float = 0.02  # a filler waits this long, so one batch serves a burst
     cloud_deadline: float = 30.0  # retries of one cloud call stop after this long
     alloc_timeout: float = 60.0
     state_dir: Path = Path("/var/lib/podlab/agent")
@@ -104,7 +106,8 @@ class AgentConfig:
         if unknown:
             raise ConfigError(f"unknown keys {unknown}; known: {sorted(known)}")
         for key in ("idle_ip_reclaim_after", "reservation_period", "vswitch_cooldown",
-                    "reconcile_period", "maintain_period", "attach_timeout", "cloud_deadline",
+                    "reconcile_period", "maintain_period", "attach_timeout", "attach_first_look",
+                    "batch_window", "cloud_deadline",
                     "alloc_timeout"):
             if key in raw:
                 raw[key] = duration(raw[key], key)

@@ -26,8 +26,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from podlab.cni.cloudapi import CloudApi, CloudCallError, EniInfo, Quotas, VSwitchInfo
@@ -36,6 +36,7 @@ from podlab.cni.crashpoints import CrashHook, never
 from podlab.cni.store import EniRow, IpRow, Store
 
 T = TypeVar("T")
+U = TypeVar("U")
 NODE_TAG = "podlab.io/node"  # on every ENI an agent creates: the instance it is for
 BATCH = 10  # addresses per AssignPrivateIpAddresses, and on a new ENI
 UNASSIGN_BATCH = 50
@@ -105,6 +106,7 @@ class Pool:
         self._blocked: tuple[float, CapacityError] | None = None
         self._cooling: dict[str, float] = {}  # vSwitch -> until when it is skipped
         self._vswitches: dict[str, VSwitchInfo] = {}
+        self._attach_estimate = 0.0  # seconds the last attach took to reach InUse
 
     # -- sizes ------------------------------------------------------------------------
 
@@ -182,6 +184,7 @@ class Pool:
     def _run_fill(self) -> None:
         """Grow for the current demand; a failure is shown to everyone who waited on it."""
         try:
+            self.sleep(self.config.batch_window)  # let a burst's other pods queue up
             self._grow()
         except (CapacityError, BusyError, CloudCallError) as e:
             error = e if isinstance(e, CapacityError) else BusyError(str(e))
@@ -263,37 +266,45 @@ class Pool:
             want = self._demand + self.config.min_pool_size - idle
             return max(0, min(want, self._demand + self.config.max_pool_size - idle))
 
-    def _grow(self, want: int | None = None) -> None:
-        want = self._want() if want is None else want
-        if want <= 0:
+    def _grow(self, need: int | None = None) -> None:
+        """Add at least `need` addresses (default: what waiting pods and the minimum
+        need). While pods wait, a call asks for a full batch: it costs the same, and a
+        burst's next pods are already on their way."""
+        need = self._want() if need is None else need
+        if need <= 0:
             return
         self._check_blocked()
         if self.config.dual_stack:
-            want -= self._pair_ipv6()
-        if not self.exclusive:
-            want -= self._fill_enis(want)
-        if want > 0:
-            self._add_enis(want)
+            need -= self._pair_ipv6()
+        want = need if self.exclusive or not self._demand else max(need, BATCH)
+        added = 0 if self.exclusive else self._fill_enis(want)
+        if added < need:
+            self._add_enis(want - added)
 
     def _fill_enis(self, want: int) -> int:
-        """Assign addresses on attached ENIs with room; how many were added."""
-        added = 0
+        """Assign addresses on attached ENIs with room, the ENIs in parallel and each in
+        batches of ≤ 10; how many were added."""
+        plan: list[tuple[EniRow, int]] = []
         for eni in self.store.enis():
-            if eni.exclusive or eni.status != "ready" or added >= want:
+            if eni.exclusive or eni.status != "ready" or want <= 0 or \
+                    self._cooling.get(eni.vswitch_id, 0) > self.clock():
                 continue
-            if self._cooling.get(eni.vswitch_id, 0) > self.clock():
-                continue
-            room = self.per_eni - len(self.store.ips(eni_id=eni.id))
-            while room > 0 and added < want:
-                count = min(BATCH, room, want - added)
-                try:
-                    added += len(self._assign(eni, count))
-                except CloudCallError as e:
-                    if not (e.exhausted or e.quota):
-                        raise
-                    self._cool(eni.vswitch_id, e)
-                    break
-                room -= count
+            take = min(want, self.per_eni - len(self.store.ips(eni_id=eni.id)))
+            if take > 0:
+                plan.append((eni, take))
+                want -= take
+        return sum(self._in_parallel(lambda item: self._fill_eni(*item), plan))
+
+    def _fill_eni(self, eni: EniRow, count: int) -> int:
+        added = 0
+        while added < count:
+            try:
+                added += len(self._assign(eni, min(BATCH, count - added)))
+            except CloudCallError as e:
+                if not (e.exhausted or e.quota):
+                    raise
+                self._cool(eni.vswitch_id, e)
+                break
         return added
 
     def _assign(self, eni: EniRow, count: int) -> list[str]:
@@ -373,7 +384,7 @@ class Pool:
             if e.code == "EniPerInstanceLimitExceeded":
                 self._refuse(f"instance ENI quota: {self.node.instance_type} allows "
                              f"{self.node.quotas.enis} ENIs ({e.code})")
-            if e.code != "InvalidEniState":  # a retried attach that had worked
+            if not e.code.endswith("InvalidEniState"):  # a retried attach that had worked
                 raise
 
     def _trim_for_attach(self, row: EniRow, cloud: EniInfo) -> None:
@@ -392,8 +403,12 @@ class Pool:
     def _wait_attached(self, eni_ids: list[str]) -> list[str]:
         """Poll (one Describe for all of them) until the ENIs are InUse."""
         pending = set(eni_ids)
-        give_up = self.clock() + self.config.attach_timeout
-        pause = 0.05
+        started = last_miss = self.clock()
+        give_up = started + self.config.attach_timeout
+        # First look when the last attach took (a configured guess before any attach).
+        first = self._attach_estimate or self.config.attach_first_look
+        self.sleep(first)
+        pause = max(0.01, first / 4)
         while pending:
             for eni in self.cloud.describe_enis(eni_ids=sorted(pending)):
                 if eni.status == "InUse" and eni.instance_id == self.node.instance_id:
@@ -401,8 +416,10 @@ class Pool:
                         self.store.set_eni_status(eni.id, "ready")
                     pending.discard(eni.id)
             if not pending:
+                self._attach_estimate = min(5.0, (last_miss + self.clock()) / 2 - started)
                 break
-            if self.clock() > give_up:
+            last_miss = self.clock()
+            if last_miss > give_up:
                 raise BusyError(f"ENIs {sorted(pending)} not attached after "
                                 f"{self.config.attach_timeout:.0f}s")
             self.sleep(pause)
@@ -452,7 +469,7 @@ class Pool:
             self._blocked = (self.clock() + BLOCK_AFTER_CAPACITY, error)
         raise error
 
-    def _in_parallel(self, do: Callable[[int], T], items: list[int]) -> list[T]:
+    def _in_parallel(self, do: Callable[[U], T], items: list[U]) -> list[T]:
         if self.workers <= 1 or len(items) <= 1:
             return [do(item) for item in items]
         with ThreadPoolExecutor(min(self.workers, len(items))) as pool:
@@ -484,7 +501,10 @@ class Pool:
                 self._grow(self._want())
             except (CapacityError, BusyError, CloudCallError) as e:
                 self.events("warm_up_failed", error=str(e))
-            self._shrink()
+            try:
+                self._shrink()
+            except (BusyError, CloudCallError) as e:  # the next round (or reconcile) redoes it
+                self.events("reclaim_failed", error=str(e))
 
     def warm_up(self) -> None:
         """Right after start: hold `warm_up_size` idle addresses before any pod asks."""
@@ -565,7 +585,7 @@ class Pool:
             try:
                 self.cloud.detach(eni.id, self.node.instance_id)
             except CloudCallError as e:
-                if e.code != "InvalidEniState":  # a retried detach that had worked
+                if not e.code.endswith("InvalidEniState"):  # a retried detach that had worked
                     raise
 
         self._mutate("detach", eni.id, {}, detach, lambda _: None)
@@ -609,26 +629,9 @@ class Pool:
                         if e.type != "Primary"}
             mine = {e.id: e for e in self.cloud.describe_enis(tags={NODE_TAG: me})}
             for row in self.store.enis():
-                if row.id in attached:
-                    if row.status == "detaching":
-                        self._release_eni(row)
-                    continue
-                cloud = mine.get(row.id)
-                if cloud is None:
-                    counts["dropped_enis"] += 1
-                    counts["lost_pods"] += self._forget_eni(row.id)
-                elif cloud.status != "Available":
-                    continue  # detaching: settled on the next round
-                elif row.status != "detaching" and any(
-                        r.state in ("used", "reserved") for r in self.store.ips(eni_id=row.id)):
-                    self._trim_for_attach(row, cloud)
-                    self._attach(row.id)  # the cloud detached it from under live pods
-                    with self._lock, self.store.tx():
-                        self.store.set_eni_status(row.id, "attaching")
-                    counts["reattached"] += 1
-                else:
-                    self._delete_when_available(row.id)
-                    counts["orphans_deleted"] += 1
+                outcome = self._reconcile_eni(row, row.id in attached, mine.get(row.id))
+                if outcome:
+                    counts[outcome] += 1
             for eni_id, cloud in mine.items():
                 if self.store.eni(eni_id) is None and cloud.status == "Available":
                     self._mutate("delete", eni_id, {}, partial(self._delete_call, eni_id),
@@ -652,6 +655,28 @@ class Pool:
                 counts["lost_pods"] += lost
             self.events("reconciled", **counts)
             return counts
+
+    def _reconcile_eni(self, row: EniRow, attached: bool, cloud: EniInfo | None) -> str | None:
+        """Settle one ENI the store knows; what happened, as a count's name."""
+        if attached:
+            if row.status == "detaching":
+                self._release_eni(row)
+            return None
+        if cloud is None:
+            lost = self._forget_eni(row.id)
+            self.events("eni_gone", eni=row.id, lost_pods=lost)
+            return "dropped_enis"
+        if cloud.status != "Available":
+            return None  # detaching: settled on the next round
+        if row.status != "detaching" and any(r.state in ("used", "reserved")
+                                             for r in self.store.ips(eni_id=row.id)):
+            self._trim_for_attach(row, cloud)
+            self._attach(row.id)  # the cloud detached it from under live pods
+            with self._lock, self.store.tx():
+                self.store.set_eni_status(row.id, "attaching")
+            return "reattached"
+        self._delete_when_available(row.id)
+        return "orphans_deleted"
 
     @contextmanager
     def _filling(self) -> Iterator[None]:

@@ -49,6 +49,7 @@ class NodeAgents:
             "socket": str(d / "agent.sock"), "cni_conf_dir": str(d / "net.d"),
             "metrics_address": f"{node.primary_ip}:{METRICS_PORT}",
             "maintain_period": 1.0, "min_pool_size": 2, "max_pool_size": 10,
+            "attach_first_look": 0.01,  # the lab's cloud attaches at once
             **self.settings,
         }
 

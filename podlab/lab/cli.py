@@ -12,8 +12,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from podlab.fakecloud import Topology, TopologyError, default_topology, load_topology
 from podlab.cni import cli as agent_cli
+from podlab.fakecloud import Topology, TopologyError, default_topology, load_topology
 from podlab.fakecloud import cli as fakecloud_cli
 from podlab.lab import capabilities, ownership
 from podlab.lab.conformance import cli as conformance_cli

@@ -68,7 +68,8 @@ def test_metrics_count_addresses_and_cloud_calls(lab: Lab) -> None:
                                   "metrics').read().decode())"]).stdout
     used = [line for line in scrape.splitlines()
             if line.startswith("podlab_agent_ips{") and 'state="used"' in line]
-    assert len(used) == 1 and used[0].endswith(" 1.0")
+    assert len(used) == 1
+    assert used[0].endswith(" 1.0")
     assert 'podlab_agent_cloud_calls_total{action="CreateNetworkInterface",result="OK"}' in scrape
     assert "podlab_agent_alloc_seconds_bucket" in scrape
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from podlab.cni.crashpoints import POINTS, Crash, armed, raise_crash
-from podlab.cni.pool import BusyError, CapacityError, Pool, PodRef
+from podlab.cni.pool import BusyError, CapacityError, PodRef, Pool
 from podlab.fakecloud import INSTANCE_TYPES, Topology
 from podlab.fakecloud.faults import FaultRule, Throttle
 from podlab.fakecloud.mock import mock
@@ -173,7 +173,7 @@ class AgentUnderFire(RuleBasedStateMachine):
         assert len(owners) == len(set(owners))
         for pod, ip in self.held.items():
             row = self.pool.store.held_by(pod)
-            assert row is not None and row.address == ip, f"{pod} lost {ip}"
+            assert (row.address if row else None) == ip, f"{pod} lost {ip}"
 
     @invariant()
     def held_addresses_are_the_nodes_in_the_cloud(self) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from podlab.cni.pool import BATCH, CapacityError, Pool, PodRef
+from podlab.cni.pool import BATCH, CapacityError, PodRef, Pool
 from podlab.fakecloud import Topology
 from podlab.fakecloud.faults import FaultRule
 from podlab.fakecloud.mock import mock
@@ -125,15 +125,16 @@ def test_exhausted_vswitch_cools_down_and_the_next_one_is_used(
                                         "InvalidVSwitchId.IpNotEnough", status=403,
                                         target="vsw-b"))
     assert pool.alloc(PodRef("default/a")).vswitch_id == "vsw-a"
-    cloud.faults.rules.append(FaultRule(action="CreateNetworkInterface", code=
-                                        "InvalidVSwitchId.IpNotEnough", status=403,
-                                        target="vsw-a"))
+    while cloud.cloud.available_ips("vsw-a"):  # then vsw-a runs dry as well
+        cloud.cloud.create_eni("vsw-a", security_groups=["sg"], secondary_count=min(
+            9, cloud.cloud.available_ips("vsw-a") - 1))
+    for i in range(BATCH - 1):  # what the ENI was born with
+        pool.alloc(PodRef(f"default/p{i}"))
     with pytest.raises(CapacityError, match="vSwitch exhausted: vsw-a, vsw-b"):
-        for i in range(BATCH * 3):
-            pool.alloc(PodRef(f"default/p{i}"), timeout=5)
+        pool.alloc(PodRef("default/p-next"), timeout=5)
     cloud.faults.rules.clear()
-    clock.now += 301  # past the cool-down
-    assert pool.alloc(PodRef("default/later")).ip
+    clock.now += 301  # past the cool-down: vsw-b is tried again
+    assert pool.alloc(PodRef("default/later")).vswitch_id == "vsw-b"
 
 
 def test_retried_assign_never_allocates_twice(cloud: Endpoint, tmp_path: Path,
@@ -143,10 +144,11 @@ def test_retried_assign_never_allocates_twice(cloud: Endpoint, tmp_path: Path,
     # The cloud assigns, then the answer is lost (a 503 after the fact is how it looks).
     cloud.faults.rules.append(FaultRule(action="AssignPrivateIpAddresses", code="InternalError",
                                         status=503, every=2))
-    for i in range(6):
+    slept = len(clock.slept)
+    for i in range(25):  # beyond the 10 the ENI was born with
         pool.alloc(PodRef(f"default/p{i}"))
     assert cloud_ips(cloud) == {r.address for r in pool.store.ips()}
-    assert clock.slept, "retries back off"
+    assert len(clock.slept) > slept, "retries back off"
 
 
 def test_fixed_ip_comes_back_within_the_reservation_only(cloud: Endpoint, tmp_path: Path,
@@ -210,7 +212,9 @@ def test_exclusive_mode_gives_each_pod_a_whole_eni(cloud: Endpoint, tmp_path: Pa
     pool = make_pool(cloud, tmp_path, clock, eni_mode="exclusive", min_pool_size=0,
                      max_pool_size=0)
     a, b = pool.alloc(PodRef("default/a")), pool.alloc(PodRef("default/b"))
-    assert a.exclusive and b.exclusive and a.eni_id != b.eni_id
+    assert a.exclusive
+    assert b.exclusive
+    assert a.eni_id != b.eni_id
     assert cloud.cloud.eni(a.eni_id).ips == [a.ip]
     pool.release("default/a")
     pool.maintain()
