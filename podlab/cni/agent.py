@@ -73,9 +73,12 @@ class Agent:
         metadata = MetadataClient(c.metadata)
         me = metadata.identity()
         self.events("identity", **me.__dict__)
-        credentials = (Credentials(c.access_key_id, c.access_key_secret)
-                       if c.access_key_id and c.access_key_secret
-                       else metadata.credentials(c.ram_role))
+        if c.access_key_id and c.access_key_secret:
+            credentials = Credentials(c.access_key_id, c.access_key_secret)
+            self.events("credentials", source="config")
+        else:
+            credentials = metadata.credentials(c.ram_role)
+            self.events("credentials", source="ram-role", sts=bool(credentials.security_token))
 
         def on_call(action: str, result: str, seconds: float) -> None:
             self.metrics.on_call(action, result, seconds)

@@ -14,11 +14,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from podlab.fakecloud.background import BackgroundServer
 from podlab.fakecloud.models import Cloud
+from podlab.fakecloud.wire import DEFAULT_CREDENTIALS
 
 TOKEN_HEADER = "X-aliyun-ecs-metadata-token"
 TTL_HEADER = "X-aliyun-ecs-metadata-token-ttl-seconds"
@@ -63,14 +65,22 @@ def snapshot(cloud: Cloud) -> View:
     return view
 
 
+RAM_ROLE = "podlab-node"
+RAM_PREFIX = "ram/security-credentials/"
+
+
 class MetadataService:
-    """Answers metadata paths for a caller address, from a possibly lagging view."""
+    """Answers metadata paths for a caller address, from a possibly lagging view. Every
+    instance has the RAM role `podlab-node`, whose STS credentials are the cloud's keys."""
 
     def __init__(self, cloud: Callable[[], Cloud], lag: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 credentials: tuple[str, str] = next(iter(DEFAULT_CREDENTIALS.items()))
+                 ) -> None:
         self.cloud = cloud
         self.lag = lag
         self.clock = clock
+        self.credentials = credentials
         self._history: list[tuple[float, View]] = []
         self._tokens: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -105,6 +115,8 @@ class MetadataService:
         key = path[len(PREFIX):] if path.startswith(PREFIX) else None
         if key is None:
             return 404, "not found"
+        if key.startswith(RAM_PREFIX):
+            return self._role(key[len(RAM_PREFIX):])
         if key in ("network/interfaces/macs", "network/interfaces/macs/"):
             return 200, "\n".join(f"{mac}/" for mac in tree["macs"])
         if key.startswith("network/interfaces/macs/"):
@@ -113,6 +125,19 @@ class MetadataService:
             return (200, value) if value is not None else (404, "not found")
         value = tree.get(key)
         return (200, value) if isinstance(value, str) else (404, "not found")
+
+
+    def _role(self, name: str) -> tuple[int, str]:
+        if not name:
+            return 200, RAM_ROLE
+        if name != RAM_ROLE:
+            return 404, "not found"
+        key, secret = self.credentials
+        expires = datetime.fromtimestamp(time.time() + 3600, UTC)
+        return 200, json.dumps({"AccessKeyId": key, "AccessKeySecret": secret,
+                                "SecurityToken": f"podlab-sts-{secrets.token_hex(8)}",
+                                "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                "Code": "Success"})
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -65,7 +65,8 @@ def _cloud_drives_the_fabric(lab: Lab) -> None:
 def run_demo() -> int:
     before = _host_snapshot()
     _step("Bringing up a 2-node lab: a VPC with vSwitches in two zones, a node in each")
-    with Lab(default_topology(nodes=2), name=DEMO) as lab:
+    # The fabric and the cloud speak for themselves here: no node agents take ENIs first.
+    with Lab(default_topology(nodes=2), name=DEMO, agents=False) as lab:
         # Lab.up already ran; replay its progress from the event log for the reader.
         for e in lab.events.read():
             if e["event"] in ("fabric.vswitch", "node.up"):

@@ -12,6 +12,13 @@ from podlab.lab import Lab, netns
 from tests.e2e.helpers import host_netns, ip_json, ping
 
 
+@pytest.fixture
+def lab(lab_factory) -> Lab:  # type: ignore[no-untyped-def]
+    """The fabric and the cloud alone: no node agents attaching ENIs of their own."""
+    lab: Lab = lab_factory(agents=False)
+    return lab
+
+
 def test_nodes_ping_across_vswitches(lab: Lab) -> None:
     n1, n2 = lab.state.nodes
     assert n1.vswitch != n2.vswitch

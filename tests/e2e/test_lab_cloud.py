@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from alibabacloud_ecs20140526 import models as m
 
 from podlab.lab import Lab
 from tests.e2e.helpers import ip_json, ping
 from tests.unit.fakecloud.sdk import REGION, ecs
+
+
+@pytest.fixture
+def lab(lab_factory) -> Lab:  # type: ignore[no-untyped-def]
+    """The fabric and the cloud alone: no node agents attaching ENIs of their own."""
+    lab: Lab = lab_factory(agents=False)
+    return lab
 
 
 def test_sdk_calls_move_devices_and_routes(lab: Lab) -> None:
