@@ -33,7 +33,7 @@ from podlab.cni.pool import BusyError, CapacityError, NodeFacts, PodRef, Pool
 from podlab.cni.store import Store
 
 RESERVATION_ANNOTATION = "k8s.aliyun.com/pod-ip-reservation"
-CONF_FILE = "10-podlab.conflist"
+CONF_FILE = protocol.CONF_FILE
 
 
 def log_event(event: str, **fields: Any) -> None:

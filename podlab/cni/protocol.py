@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 MAX_ANSWER = 1 << 20
+CONF_FILE = "10-podlab.conflist"  # what a ready agent writes into the CNI conf dir
 
 
 class AgentUnavailable(OSError):

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from podlab.cni import protocol
-from podlab.cni.agent import CONF_FILE
+from podlab.cni.protocol import CONF_FILE
 from podlab.fakecloud.wire import DEFAULT_CREDENTIALS
 from podlab.lab.cloud import CLOUD_ENDPOINT_IP, CLOUD_PORT, METADATA_IP
 from podlab.lab.errors import LabError

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -111,17 +112,42 @@ def test_kill_9_at_a_crash_point_loses_and_duplicates_nothing(
     assert proc.wait(timeout=30) == -9, "the agent was to die at the crash point"
     lab.agents.procs.pop(node.name)
     lab.agents.start(node.name)  # restarts, reconciles, serves
-    held = {**before, **got}
+    _survivors_keep_their_addresses(lab, node.name, {**before, **got})
+
+
+def test_kill_9_from_outside_in_the_middle_of_a_burst(lab_factory: LabFactory) -> None:
+    lab = lab_factory(BIG_NODE, agent_settings={"min_pool_size": 0, "max_pool_size": 2})
+    assert lab.agents is not None
+    node = lab.state.nodes[0]
+    got: dict[str, str] = {}
+    burst = threading.Thread(target=_burst, args=(
+        node.agent_socket, [f"default/burst-{i}" for i in range(200)], got))
+    burst.start()
+    deadline = time.monotonic() + 30
+    while len(got) < 20 and burst.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.005)  # polling the burst's progress, not waiting for an event
+    lab.agents.kill(node.name)
+    burst.join()
+    assert 20 <= len(got) < 200, "the kill landed mid-burst"
+    lab.agents.start(node.name)
+    _survivors_keep_their_addresses(lab, node.name, got)
+
+
+def _survivors_keep_their_addresses(lab: Lab, name: str, held: dict[str, str]) -> None:
+    """Every pod answered before the crash has its address back; nothing is held twice;
+    the store and the cloud agree."""
+    assert lab.agents is not None
+    node = lab.state.node(name)
     for pod, ip in held.items():
         again = protocol.call(node.agent_socket, "alloc", pod=pod)["lease"]["ip"]
         assert again == ip, f"{pod} had {ip}, now {again}"
-    lab.agents.stop(node.name)  # quiesce: a stopped agent is mid-nothing
+    lab.agents.stop(name)  # quiesce: a stopped agent is mid-nothing
     state = Store(Path(str(lab.agents.config(node)["state_dir"])) / "agent.db")
     try:
         rows = state.ips()
         owners = [r.pod for r in rows if r.pod]
         assert len(owners) == len(set(owners))
-        cloud = {ip for ips in node_enis(lab, node.name).values() for ip in ips}
+        cloud = {ip for ips in node_enis(lab, name).values() for ip in ips}
         assert {r.address for r in rows} == cloud, "the store and the cloud disagree"
     finally:
         state.close()

@@ -25,7 +25,7 @@ P1 = PODS[0]
 
 
 def test_connectivity_matrix(lab_factory, dp: Datapath) -> None:  # type: ignore[no-untyped-def]
-    world = World(lab_factory(default_topology(nodes=3)), dp)
+    world = World(lab_factory(default_topology(nodes=3), agents=False), dp)
     for spec in PODS:
         world.add(spec)
     assert_plumbed(world)

@@ -18,14 +18,17 @@ REPO = Path(__file__).resolve().parents[3]
 CASES = Path(__file__).with_name("vm_ipvlan_cases.py").relative_to(REPO)
 
 
+@pytest.mark.timeout(600)
 def test_ipvlan_datapath_in_the_vm() -> None:
     # Every import crosses 9p into an emulated CPU: load no more than these cases need.
+    # Without KVM, on a machine busy with the rest of the suite, this takes 1 to 3 minutes.
     pytest_argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                    "-p", "no:xdist", "-p", "no:hypothesispytest",
                    f"--confcutdir={CASES.parent}", str(CASES)]
     result = run_in_vm(
         f"modprobe ipvlan && modprobe veth && cd {shlex.quote(str(REPO))} && "
-        f"PYTHONDONTWRITEBYTECODE=1 PODLAB_STRICT=1 {shlex.join(pytest_argv)}"
+        f"PYTHONDONTWRITEBYTECODE=1 PODLAB_STRICT=1 {shlex.join(pytest_argv)}",
+        timeout=540,
     )
     assert result.returncode == 0, result.output[-6000:]
     assert re.fullmatch(r"\d+ passed in .*", result.output.strip().splitlines()[-1]), (

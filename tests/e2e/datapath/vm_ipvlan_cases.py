@@ -32,7 +32,7 @@ def test_ipvlan_is_chosen_where_the_kernel_has_it() -> None:
 
 
 def test_ipvlan_end_to_end(lab_factory) -> None:  # type: ignore[no-untyped-def]
-    lab = lab_factory(default_topology(nodes=3))
+    lab = lab_factory(default_topology(nodes=3), agents=False)
     world = World(lab, datapath("ipvlan"))
     for spec in PODS:
         world.plug(spec)
