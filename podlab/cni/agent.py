@@ -29,8 +29,11 @@ from podlab.cni.config import AgentConfig, ConfigError, duration
 from podlab.cni.crashpoints import CrashHook, from_environment
 from podlab.cni.identity import Credentials, MetadataClient, MetadataError
 from podlab.cni.metrics import AgentMetrics
-from podlab.cni.pool import BusyError, CapacityError, NodeFacts, PodRef, Pool
+from podlab.cni.pods import cni_result, node_datapath, pod_network, set_up
+from podlab.cni.pool import BusyError, CapacityError, Lease, NodeFacts, PodRef, Pool
 from podlab.cni.store import Store
+from podlab.datapath.model import DatapathError
+from podlab.datapath.registry import Datapath
 
 RESERVATION_ANNOTATION = "k8s.aliyun.com/pod-ip-reservation"
 CONF_FILE = protocol.CONF_FILE
@@ -62,6 +65,7 @@ class Agent:
         self.events = events
         self.metrics = AgentMetrics()
         self.pool: Pool | None = None
+        self.datapath: Datapath | None = None
         self.server: socketserver.ThreadingUnixStreamServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -91,6 +95,8 @@ class Agent:
                          cloud.quotas(me.instance_type))
         store = Store(c.state_dir / "agent.db")
         self.pool = Pool(c, cloud, store, node, crash=self.crash, events=self.events)
+        self.datapath = node_datapath(c.eni_mode, c.datapath)
+        self.events("datapath", name=self.datapath.name)
         self.metrics.watch(store)
         self.events("reconciled_at_start", **self.pool.reconcile())
         self.pool.warm_up()
@@ -169,27 +175,36 @@ class Agent:
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         """One request of the socket protocol (see protocol.py)."""
-        assert self.pool is not None
-        op = request.get("op")
-        if op == "alloc":
-            return self._alloc(request)
-        if op == "release":
-            released = self.pool.release(str(request["pod"]), request.get("container"))
-            return {"ok": True, "released": released}
-        if op == "info":
-            return {"ok": True, **self.pool.info()}
-        if op == "gc":
-            return {"ok": True, "released": self.pool.gc(request["pods"])}
+        pool, dp = self._serving()
+        simple: dict[str, Callable[[], dict[str, Any]]] = {
+            "release": lambda: {"released": pool.release(str(request["pod"]),
+                                                         request.get("container"))},
+            "info": lambda: {**pool.info(), "datapath": dp.name},
+            "gc": lambda: {"released": pool.gc(request["pods"])},
+            "gc_containers": lambda: {"released": pool.gc_containers(request["containers"])},
+        }
+        full: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "alloc": self._alloc, "add": self._add, "del": self._del, "check": self._check}
+        op = str(request.get("op"))
+        if op in simple:
+            return {"ok": True, **simple[op]()}
+        if op in full:
+            return full[op](request)
         return {"ok": False, "error": "invalid", "message": f"unknown op {op!r}"}
 
+    def _serving(self) -> tuple[Pool, Datapath]:
+        if self.pool is None or self.datapath is None:
+            raise RuntimeError("the agent serves only once started")
+        return self.pool, self.datapath
+
     def _alloc(self, request: dict[str, Any]) -> dict[str, Any]:
-        assert self.pool is not None
+        pool, _ = self._serving()
         started = time.monotonic()
         ref = PodRef(str(request["pod"]), str(request.get("container", "")),
                      reservation(self.config.reservation_period, request.get("owner_kind"),
                                  request.get("annotations")))
         try:
-            lease = self.pool.alloc(ref, timeout=float(request.get("timeout",
+            lease = pool.alloc(ref, timeout=float(request.get("timeout",
                                                                    self.config.alloc_timeout)))
         except CapacityError as e:
             result = {"ok": False, "error": "capacity", "message": str(e)}
@@ -200,6 +215,51 @@ class Agent:
         kind = "ok" if result["ok"] else str(result["error"])
         self.metrics.alloc_latency.labels(kind).observe(time.monotonic() - started)
         return result
+
+
+    # -- pods' networks (what podlab-cni asks for) ------------------------------------
+
+    def _add(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Alloc, then build the pod's interface; an address whose plumbing failed goes
+        back to the pool, so a failed ADD leaves nothing behind."""
+        pool, dp = self._serving()
+        answer = self._alloc(request)
+        if not answer["ok"]:
+            return answer
+        lease = Lease(**answer["lease"])
+        try:
+            pod = pod_network(lease, str(request["netns"]), str(request.get("ifname", "eth0")))
+            done = set_up(dp, pod, lease.exclusive)
+        except (DatapathError, OSError) as e:
+            pool.release(lease.pod, str(request.get("container", "")))
+            return {"ok": False, "error": "datapath", "message": str(e)}
+        result = cni_result(str(request.get("cni_version", "1.1.0")), done)
+        return {"ok": True, "lease": answer["lease"], "result": result}
+
+    def _del(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Best effort and idempotent: tear down what is there, release the address."""
+        pool, dp = self._serving()
+        pod, container = str(request["pod"]), request.get("container")
+        lease = pool.lease_of(pod)
+        if lease is not None and request.get("netns"):
+            try:
+                network = pod_network(lease, str(request["netns"]),
+                                      str(request.get("ifname", "eth0")))
+                dp.teardown(None, network)
+            except (DatapathError, OSError) as e:
+                self.events("teardown_incomplete", pod=pod, error=str(e))
+        return {"ok": True, "released": pool.release(pod, container)}
+
+    def _check(self, request: dict[str, Any]) -> dict[str, Any]:
+        pool, dp = self._serving()
+        lease = pool.lease_of(str(request["pod"]))
+        if lease is None:
+            return {"ok": False, "error": "invalid", "message": "the pod holds no address"}
+        network = pod_network(lease, str(request["netns"]), str(request.get("ifname", "eth0")))
+        problems = dp.check(None, network)
+        if problems:
+            return {"ok": False, "error": "invalid", "message": "; ".join(problems)}
+        return {"ok": True}
 
 
 def run(config_path: Path) -> int:

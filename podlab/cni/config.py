@@ -51,6 +51,7 @@ class AgentConfig:
     max_pool_size: int = 5
     warm_up_size: int = 0  # idle IPs to hold right after start, before any pod asks
     eni_mode: str = "shared"  # shared: IPs of shared ENIs | exclusive: an ENI per pod
+    datapath: str | None = None  # shared ENIs: ipvlan | veth; None: ipvlan if the kernel has it
     vswitch_selection_policy: str = "ordered"  # ordered: most available IPs | random
     idle_ip_reclaim_after: float = 0.0  # 0: idle IPs between min and max are kept
     ip_stack: str = "ipv4"  # ipv4 | dual

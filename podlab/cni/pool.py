@@ -226,6 +226,12 @@ class Pool:
                      vswitch_id=eni.vswitch_id, cidr=str(cidr),
                      gateway=str(cidr.broadcast_address - 2), exclusive=eni.exclusive)
 
+    def lease_of(self, pod: str) -> Lease | None:
+        """The lease a pod holds now, if any."""
+        with self._lock:
+            held = self.store.held_by(pod)
+            return self._lease(pod, held) if held and held.state == "used" else None
+
     def release(self, pod: str, container: str | None = None) -> bool:
         """Give back the pod's address (kept for it if it asked for a reservation). True
         if it held one; releasing an unknown pod succeeds and does nothing."""
@@ -255,6 +261,16 @@ class Pool:
         for pod in gone:
             self.release(pod)
             self.events("gc_released", pod=pod)
+        return gone
+
+    def gc_containers(self, valid: Iterable[str]) -> list[str]:
+        """Release addresses held for containers not in `valid` (CNI GC); the pods."""
+        keep = set(valid)
+        with self._lock:
+            gone = [r.pod for r in self.store.ips("used")
+                    if r.pod and r.container and r.container not in keep]
+        for pod in gone:
+            self.release(pod)
         return gone
 
     # -- growing ----------------------------------------------------------------------

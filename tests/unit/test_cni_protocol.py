@@ -11,8 +11,8 @@ from pathlib import Path
 PLUGIN = Path(sys.executable).parent / "podlab-cni"
 
 
-def cni(command: str | None, stdin: str) -> tuple[int, dict[str, object]]:
-    env = {"PATH": "/usr/bin:/bin"} | ({"CNI_COMMAND": command} if command else {})
+def cni(command: str | None, stdin: str, **extra: str) -> tuple[int, dict[str, object]]:
+    env = {"PATH": "/usr/bin:/bin", **extra} | ({"CNI_COMMAND": command} if command else {})
     proc = subprocess.run([str(PLUGIN)], input=stdin, env=env, capture_output=True, text=True,
                           check=False)
     return proc.returncode, json.loads(proc.stdout)
@@ -36,6 +36,26 @@ def test_undecodable_config_is_a_decode_failure() -> None:
     assert (code, out["code"]) == (1, 6)
 
 
+ATTACHMENT = {"CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/none", "CNI_IFNAME": "eth0"}
+
+
 def test_without_an_agent_add_asks_to_try_again() -> None:
-    code, out = cni("ADD", '{"cniVersion": "1.1.0"}')
+    code, out = cni("ADD", '{"cniVersion": "1.1.0", "agent_socket": "/nonexistent.sock"}',
+                    **ATTACHMENT)
     assert (code, out["code"]) == (1, 11)
+
+
+def test_without_an_agent_status_says_not_available() -> None:
+    code, out = cni("STATUS", '{"cniVersion": "1.1.0", "agent_socket": "/nonexistent.sock"}')
+    assert (code, out["code"]) == (1, 50)
+
+
+def test_a_missing_variable_is_named() -> None:
+    code, out = cni("ADD", '{"cniVersion": "1.1.0"}', CNI_CONTAINERID="c1")
+    assert (code, out["code"]) == (1, 4)
+    assert "CNI_IFNAME" in str(out["msg"])
+
+
+def test_an_unsupported_version_is_refused() -> None:
+    code, out = cni("ADD", '{"cniVersion": "0.3.1"}', **ATTACHMENT)
+    assert (code, out["code"]) == (1, 1)

@@ -1,0 +1,65 @@
+"""The pod's network, built by the agent: a lease turned into interfaces by the node's
+datapath, and the CNI result that describes them.
+
+The netlink work happens here, in the warm agent, not in the CNI plugin: the plugin is
+started once per pod and stays a thin, stdlib-only client of the socket.
+"""
+
+from __future__ import annotations
+
+import time
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from podlab.cni.pool import Lease
+from podlab.datapath import netlink
+from podlab.datapath.eni import eni_link, prepare_eni
+from podlab.datapath.model import DatapathError, PodInterfaces, PodNetwork
+from podlab.datapath.registry import Datapath, datapath, select_datapath
+
+DEVICE_WAIT = 10.0  # seconds a just-attached ENI's device may take to appear
+
+
+def node_datapath(eni_mode: str, override: str | None) -> Datapath:
+    """Exclusive-ENI mode has its own datapath; shared ENIs take the override or the best
+    the kernel offers (ipvlan, else veth)."""
+    return datapath("exclusive-eni") if eni_mode == "exclusive" else select_datapath(override)
+
+
+def eni_device(mac: str, timeout: float = DEVICE_WAIT) -> str:
+    """The name of this netns's link with `mac`, waiting for a hot-plugged one to appear."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with netlink.opened(None) as ns:
+            for link in ns.get_links():
+                if (link.get_attr("IFLA_ADDRESS") or "").lower() == mac.lower():
+                    return str(link.get_attr("IFLA_IFNAME"))
+        if time.monotonic() > deadline:
+            raise DatapathError(f"no device with MAC {mac} appeared within {timeout:.0f}s")
+        time.sleep(0.05)  # polling the kernel for the hot-plug, with a deadline
+
+
+def pod_network(lease: Lease, netns: str, ifname: str) -> PodNetwork:
+    device = eni_device(lease.mac)
+    eni = eni_link(None, device, IPv4Address(lease.gateway), IPv4Network(lease.cidr))
+    return PodNetwork(netns=netns, ip=IPv4Address(lease.ip), eni=eni, ifname=ifname)
+
+
+def set_up(dp: Datapath, pod: PodNetwork, exclusive: bool) -> PodInterfaces:
+    if not exclusive:
+        prepare_eni(None, pod.eni)
+    return dp.setup(None, pod)
+
+
+def cni_result(version: str, done: PodInterfaces) -> dict[str, Any]:
+    """The CNI spec's result for what the datapath built."""
+    return {
+        "cniVersion": version,
+        "interfaces": [{"name": i.name, "mac": i.mac,
+                        **({"sandbox": i.sandbox} if i.sandbox else {})}
+                       for i in done.interfaces],
+        "ips": [{"address": str(ip.address), "gateway": str(ip.gateway),
+                 "interface": ip.interface} for ip in done.ips],
+        "routes": [{"dst": str(r.dst), "gw": str(r.gw)} for r in done.routes],
+        "dns": {},
+    }

@@ -1,0 +1,83 @@
+"""podlab-cni driven as a runtime drives it, against the node agents of a lab: pods get ENI
+secondary addresses and reach each other across nodes; DEL gives everything back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podlab.cni import protocol
+from podlab.datapath.veth import HOST_PREFIX
+from podlab.lab import Lab
+from tests.e2e.helpers import ip_json, ping
+
+pytestmark = pytest.mark.root
+
+PLUGIN = str(Path(sys.executable).with_name("podlab-cni"))
+
+
+def cni(lab: Lab, command: str, pod: str, node: str, *, container: str = "c1",
+        version: str = "1.1.0") -> tuple[int, dict[str, Any]]:
+    namespace, name = pod.split("/")
+    conf = {"cniVersion": version, "name": "podlab", "type": "podlab-cni",
+            "agent_socket": lab.state.node(node).agent_socket}
+    env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": container,
+           "CNI_NETNS": f"/run/netns/{lab.state.pod(namespace, name).netns}",
+           "CNI_IFNAME": "eth0", "CNI_PATH": str(Path(PLUGIN).parent),
+           "CNI_ARGS": f"K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name}"}
+    proc = subprocess.run([PLUGIN], input=json.dumps(conf), env=env, capture_output=True,
+                          text=True, check=False, timeout=60)
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+
+def test_pods_get_eni_addresses_and_reach_each_other_across_nodes(lab: Lab) -> None:
+    lab.add_pod("default", "a", "n1")
+    lab.add_pod("default", "b", "n2")
+    rc_a, result_a = cni(lab, "ADD", "default/a", "n1")
+    rc_b, result_b = cni(lab, "ADD", "default/b", "n2")
+    assert (rc_a, rc_b) == (0, 0), (result_a, result_b)
+    ip_a = result_a["ips"][0]["address"].split("/")[0]
+    ip_b = result_b["ips"][0]["address"].split("/")[0]
+    assert lab.cloud is not None
+    assigned = {ip for e in lab.cloud.model.all_enis() if e.type == "Secondary" for ip in e.ips}
+    assert {ip_a, ip_b} <= assigned, "pod addresses are ENI secondary addresses"
+    addresses = {a["local"] for link in ip_json(lab, "default/a", "addr", "show", "eth0")
+                 for a in link["addr_info"]}  # type: ignore[attr-defined]
+    assert ip_a in addresses
+    assert ping(lab, "default/a", ip_b, count=2)
+    assert ping(lab, "n1", ip_a)
+    assert cni(lab, "CHECK", "default/a", "n1")[0] == 0
+
+
+def test_del_is_idempotent_and_gives_the_address_back(lab: Lab) -> None:
+    lab.add_pod("default", "a", "n1")
+    socket = lab.state.node("n1").agent_socket
+    rc, result = cni(lab, "ADD", "default/a", "n1")
+    assert rc == 0, result
+    assert cni(lab, "ADD", "default/a", "n1")[1]["ips"] == result["ips"], "same pod, same IP"
+    assert cni(lab, "DEL", "default/a", "n1") == (0, {})
+    assert cni(lab, "DEL", "default/a", "n1") == (0, {})
+    used = [ip for e in protocol.call(socket, "info")["enis"] for ip in e["ips"]
+            if ip["state"] == "used"]
+    assert used == []
+    links = {str(link["ifname"]) for link in ip_json(lab, "n1", "link")}
+    assert not any(name.startswith(HOST_PREFIX) for name in links), "the pod's veth is gone"
+
+
+def test_errors_are_the_specs(lab: Lab) -> None:
+    lab.add_pod("default", "a", "n1")
+    rc, error = cni(lab, "ADD", "default/a", "n1", version="0.3.1")
+    assert rc != 0
+    assert error["code"] == 1
+    assert lab.agents is not None
+    lab.agents.stop("n1")
+    rc, error = cni(lab, "ADD", "default/a", "n1")
+    assert (rc, error["code"]) == (1, 11)
+    rc, error = cni(lab, "STATUS", "default/a", "n1")
+    assert error["code"] == 50
