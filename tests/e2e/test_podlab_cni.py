@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from podlab.cni import protocol
 from podlab.datapath.veth import HOST_PREFIX
 from podlab.lab import Lab
+from podlab.lab.cni_runtime import Attachment, CniRuntime, NetworkList, PluginExec
+from podlab.lab.conformance.schemas import result_schema
 from tests.e2e.helpers import ip_json, ping
 
 pytestmark = pytest.mark.root
@@ -81,3 +84,24 @@ def test_errors_are_the_specs(lab: Lab) -> None:
     assert (rc, error["code"]) == (1, 11)
     rc, error = cni(lab, "STATUS", "default/a", "n1")
     assert error["code"] == 50
+
+
+def test_first_in_a_chain_with_portmap_bandwidth_and_tuning(lab: Lab) -> None:
+    lab.add_pod("default", "a", "n1")
+    # Debian's reference plugins speak up to 1.0.0, so the chain does.
+    net = NetworkList.from_dict({"cniVersion": "1.0.0", "name": "podlab", "plugins": [
+        {"type": "podlab-cni", "agent_socket": lab.state.node("n1").agent_socket},
+        {"type": "portmap", "capabilities": {"portMappings": True}},
+        {"type": "bandwidth", "ingressRate": 1_000_000, "ingressBurst": 100_000},
+        {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.log_martians": "1"}}]})
+    # The runtime runs in the node: bandwidth looks for the pod's veth peer there.
+    runtime = CniRuntime(PluginExec([Path(PLUGIN).parent, "/usr/lib/cni"],
+                                    wrap=["ip", "netns", "exec", lab.state.node("n1").netns]))
+    attachment = Attachment("c1", f"/run/netns/{lab.state.pod('default', 'a').netns}",
+                            args={"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": "default",
+                                  "K8S_POD_NAME": "a"})
+    result = runtime.add(net, attachment)
+    jsonschema.validate(result, result_schema("1.0.0"))
+    assert result["ips"][0]["address"].endswith("/32")  # veth: the pod's /32
+    runtime.check(net, attachment)
+    runtime.delete(net, attachment)
