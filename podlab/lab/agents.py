@@ -69,6 +69,8 @@ class NodeAgents:
         conf.write_text(json.dumps(self.config(node), indent=2))
         node.agent_socket = str(d / "agent.sock")
         node.cni_conf_dir = str(d / "net.d")
+        node.cni_bin_dir = str(Path(sys.executable).parent)  # where podlab-cni is installed
+        node.cni_network = str(self.config(node).get("cni_network", "podlab"))
         self.state.save()
         log = (d / "agent.log").open("ab")
         self.procs[name] = subprocess.Popen(
@@ -87,7 +89,7 @@ class NodeAgents:
         conf = self.node_dir(name) / "net.d" / CONF_FILE
         proc = self.procs[name]
         deadline = time.monotonic() + timeout
-        while not (conf.exists() and self._answers(name)):
+        while not (conf.exists() and (info := self._info(name))):
             if proc.poll() is not None:
                 raise LabError(f"the agent of node {name} exited ({proc.returncode}): "
                                f"{self.log_tail(name)}")
@@ -95,14 +97,16 @@ class NodeAgents:
                 raise LabError(f"the agent of node {name} not ready after {timeout:.0f}s: "
                                f"{self.log_tail(name)}")
             time.sleep(0.02)
-        self.events.emit("agent.ready", node=name)
+        node = self.state.node(name)
+        node.datapath = str(info.get("datapath", ""))
+        self.state.save()
+        self.events.emit("agent.ready", node=name, datapath=node.datapath)
 
-    def _answers(self, name: str) -> bool:
+    def _info(self, name: str) -> dict[str, object] | None:
         try:
-            protocol.call(self.state.node(name).agent_socket, "info", timeout=2)
+            return protocol.call(self.state.node(name).agent_socket, "info", timeout=2)
         except (protocol.AgentUnavailable, protocol.AgentError):
-            return False
-        return True
+            return None
 
     def log_tail(self, name: str, chars: int = 2000) -> str:
         path = self.node_dir(name) / "agent.log"

@@ -29,6 +29,9 @@ class NodeState:
     gateway: str
     agent_socket: str = ""
     cni_conf_dir: str = ""
+    cni_bin_dir: str = ""
+    cni_network: str = ""
+    datapath: str = ""
 
 
 @dataclass

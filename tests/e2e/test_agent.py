@@ -18,6 +18,7 @@ from podlab.cni.agent import CONF_FILE
 from podlab.cni.crashpoints import ENV as CRASH_ENV
 from podlab.cni.crashpoints import POINTS
 from podlab.cni.store import Store
+from podlab.datapath import select_datapath
 from podlab.fakecloud import Topology
 from podlab.lab import Lab
 
@@ -40,6 +41,9 @@ def node_enis(lab: Lab, node: str) -> dict[str, list[str]]:
 
 def test_agents_warm_their_pools_and_serve_allocs(lab: Lab) -> None:
     for node in lab.state.nodes:
+        assert node.datapath == select_datapath().name  # ipvlan where the kernel has it
+        assert (Path(node.cni_bin_dir) / "podlab-cni").exists()
+        assert node.cni_network == "podlab"
         info = protocol.call(node.agent_socket, "info")
         assert info["instance_id"] == node.instance_id
         assert info["idle"] >= 2  # the lab's min_pool_size
