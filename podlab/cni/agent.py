@@ -57,6 +57,11 @@ def reservation(default: float, owner_kind: str | None,
     return default if value == "true" else duration(value, RESERVATION_ANNOTATION)
 
 
+class _Server(socketserver.ThreadingUnixStreamServer):
+    request_queue_size = 256  # a burst of pods connects at once; the default is 5
+    daemon_threads = True
+
+
 class Agent:
     def __init__(self, config: AgentConfig, *, crash: CrashHook | None = None,
                  events: Callable[..., None] = log_event) -> None:
@@ -164,10 +169,9 @@ class Agent:
 
         old = os.umask(0o177)  # the socket is root's alone from its first instant
         try:
-            self.server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
+            self.server = _Server(str(path), Handler)
         finally:
             os.umask(old)
-        self.server.daemon_threads = True
         self._background(self.server.serve_forever, "socket")
         if self.config.metrics_address:
             host, _, port = self.config.metrics_address.rpartition(":")

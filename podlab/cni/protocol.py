@@ -44,10 +44,12 @@ def call(path: Path | str, op: str, timeout: float = 60.0, **fields: Any) -> dic
                 answer += chunk
                 if len(answer) > MAX_ANSWER:
                     raise AgentError("invalid", "answer too long")
-    except (FileNotFoundError, ConnectionRefusedError) as e:
-        raise AgentUnavailable(f"no agent answers on {path}: {e}") from e
+    except BlockingIOError as e:  # the listen backlog is full: a burst, not an outage
+        raise AgentError("busy", f"the agent's socket is full: {e}") from e
     except TimeoutError as e:
         raise AgentError("busy", f"the agent did not answer within {timeout:.0f}s") from e
+    except OSError as e:
+        raise AgentUnavailable(f"no agent answers on {path}: {e}") from e
     if not answer:
         raise AgentUnavailable(f"the agent on {path} closed the connection")
     reply: dict[str, Any] = json.loads(answer)

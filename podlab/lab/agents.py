@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from podlab.cni import protocol
+from podlab.cni.install import install_plugin
 from podlab.cni.protocol import CONF_FILE
 from podlab.fakecloud.wire import DEFAULT_CREDENTIALS
 from podlab.lab.cloud import CLOUD_ENDPOINT_IP, CLOUD_PORT, METADATA_IP
@@ -69,7 +70,7 @@ class NodeAgents:
         conf.write_text(json.dumps(self.config(node), indent=2))
         node.agent_socket = str(d / "agent.sock")
         node.cni_conf_dir = str(d / "net.d")
-        node.cni_bin_dir = str(Path(sys.executable).parent)  # where podlab-cni is installed
+        node.cni_bin_dir = str(install_plugin(self.state.dir / "cni-bin").parent)
         node.cni_network = str(self.config(node).get("cni_network", "podlab"))
         self.state.save()
         log = (d / "agent.log").open("ab")

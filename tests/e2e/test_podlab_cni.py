@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from tests.e2e.helpers import ip_json, ping
 
 pytestmark = pytest.mark.root
 
-PLUGIN = str(Path(sys.executable).with_name("podlab-cni"))
 
 
 def cni(lab: Lab, command: str, pod: str, node: str, *, container: str = "c1",
@@ -32,9 +30,10 @@ def cni(lab: Lab, command: str, pod: str, node: str, *, container: str = "c1",
             "agent_socket": lab.state.node(node).agent_socket}
     env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": container,
            "CNI_NETNS": f"/run/netns/{lab.state.pod(namespace, name).netns}",
-           "CNI_IFNAME": "eth0", "CNI_PATH": str(Path(PLUGIN).parent),
+           "CNI_IFNAME": "eth0", "CNI_PATH": lab.state.node(node).cni_bin_dir,
            "CNI_ARGS": f"K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name}"}
-    proc = subprocess.run([PLUGIN], input=json.dumps(conf), env=env, capture_output=True,
+    plugin = Path(lab.state.node(node).cni_bin_dir) / "podlab-cni"
+    proc = subprocess.run([plugin], input=json.dumps(conf), env=env, capture_output=True,
                           text=True, check=False, timeout=60)
     return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}
 
@@ -95,7 +94,7 @@ def test_first_in_a_chain_with_portmap_bandwidth_and_tuning(lab: Lab) -> None:
         {"type": "bandwidth", "ingressRate": 1_000_000, "ingressBurst": 100_000},
         {"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.log_martians": "1"}}]})
     # The runtime runs in the node: bandwidth looks for the pod's veth peer there.
-    runtime = CniRuntime(PluginExec([Path(PLUGIN).parent, "/usr/lib/cni"],
+    runtime = CniRuntime(PluginExec([lab.state.node("n1").cni_bin_dir, "/usr/lib/cni"],
                                     wrap=["ip", "netns", "exec", lab.state.node("n1").netns]))
     attachment = Attachment("c1", f"/run/netns/{lab.state.pod('default', 'a').netns}",
                             args={"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": "default",
