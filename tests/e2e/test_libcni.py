@@ -44,3 +44,22 @@ def test_libcni_adds_checks_and_deletes_through_a_chain(
     assert libcni("DEL", conflist, netns, "c0ffee").returncode == 0
     assert not ip_json(lab, "default/lib", "link", "show", "type", "veth")
     assert libcni("DEL", conflist, netns, "c0ffee").returncode == 0
+
+
+def test_libcni_drives_podlab_cni(lab: Lab, libcni_binary: Path, tmp_path: Path) -> None:
+    node = lab.state.node("n1")
+    conflist = tmp_path / "podlab.conflist"
+    conflist.write_text(json.dumps({"cniVersion": "1.0.0", "name": "podlab", "plugins": [
+        {"type": "podlab-cni", "agent_socket": node.agent_socket}]}))
+    libcni = LibCni(libcni_binary, node.netns, (node.cni_bin_dir, "/usr/lib/cni"),
+                    tmp_path / "cache")
+    netns = f"/run/netns/{lab.add_pod('default', 'lib', 'n1').netns}"
+
+    (ip,) = libcni.add(conflist, netns, "c0ffee")["ips"]
+    address = ip["address"].split("/")[0]
+    assert lab.cloud is not None
+    assert address in {a for e in lab.cloud.model.all_enis() if e.type == "Secondary"
+                       for a in e.ips}, "an ENI secondary address"
+    assert libcni("CHECK", conflist, netns, "c0ffee").returncode == 0
+    assert libcni("DEL", conflist, netns, "c0ffee").returncode == 0
+    assert libcni("DEL", conflist, netns, "c0ffee").returncode == 0
