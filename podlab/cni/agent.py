@@ -32,11 +32,10 @@ from podlab.cni.metrics import AgentMetrics
 from podlab.cni.pods import cni_result, node_datapath, pod_network, set_up
 from podlab.cni.pool import BusyError, CapacityError, Lease, NodeFacts, PodRef, Pool
 from podlab.cni.store import Store
-from podlab.datapath.model import DatapathError
+from podlab.datapath.model import DatapathError, PodNetwork
 from podlab.datapath.registry import Datapath
 
 RESERVATION_ANNOTATION = "k8s.aliyun.com/pod-ip-reservation"
-CONF_FILE = protocol.CONF_FILE
 
 
 def log_event(event: str, **fields: Any) -> None:
@@ -103,7 +102,7 @@ class Agent:
         self.datapath = node_datapath(c.eni_mode, c.datapath)
         self.events("datapath", name=self.datapath.name)
         self.metrics.watch(store)
-        self.events("reconciled_at_start", **self.pool.reconcile())
+        self.pool.reconcile()
         self.pool.warm_up()
         self._serve()
         self._background(self._maintain_loop, "maintain")
@@ -112,7 +111,7 @@ class Agent:
         return self
 
     def stop(self) -> None:
-        (self.config.cni_conf_dir / CONF_FILE).unlink(missing_ok=True)
+        (self.config.cni_conf_dir / protocol.CONF_FILE).unlink(missing_ok=True)
         self._stop.set()
         if self.server:
             self.server.shutdown()
@@ -146,9 +145,9 @@ class Agent:
         c.cni_conf_dir.mkdir(parents=True, exist_ok=True)
         conf = {"cniVersion": "1.1.0", "name": c.cni_network,
                 "plugins": [{"type": "podlab-cni", "agent_socket": str(c.socket)}]}
-        tmp = c.cni_conf_dir / f".{CONF_FILE}.tmp"
+        tmp = c.cni_conf_dir / f".{protocol.CONF_FILE}.tmp"
         tmp.write_text(json.dumps(conf, indent=2) + "\n")
-        tmp.replace(c.cni_conf_dir / CONF_FILE)
+        tmp.replace(c.cni_conf_dir / protocol.CONF_FILE)
 
     # -- the socket -------------------------------------------------------------------
 
@@ -165,6 +164,8 @@ class Agent:
                     answer = agent.answer(request)
                 except (ValueError, TypeError, KeyError) as e:
                     answer = {"ok": False, "error": "invalid", "message": str(e)}
+                except (DatapathError, OSError) as e:
+                    answer = {"ok": False, "error": "datapath", "message": str(e)}
                 self.wfile.write(json.dumps(answer).encode() + b"\n")
 
         old = os.umask(0o177)  # the socket is root's alone from its first instant
@@ -202,24 +203,27 @@ class Agent:
         return self.pool, self.datapath
 
     def _alloc(self, request: dict[str, Any]) -> dict[str, Any]:
+        lease = self._lease(request)
+        return lease if isinstance(lease, dict) else {"ok": True, "lease": lease.to_dict()}
+
+    def _lease(self, request: dict[str, Any]) -> Lease | dict[str, Any]:
+        """The pod's lease, or the protocol's error answer; timed for the metrics."""
         pool, _ = self._serving()
         started = time.monotonic()
         ref = PodRef(str(request["pod"]), str(request.get("container", "")),
                      reservation(self.config.reservation_period, request.get("owner_kind"),
                                  request.get("annotations")))
+        result: Lease | dict[str, Any]
         try:
-            lease = pool.alloc(ref, timeout=float(request.get("timeout",
-                                                                   self.config.alloc_timeout)))
+            result = pool.alloc(ref, timeout=float(request.get("timeout",
+                                                                    self.config.alloc_timeout)))
         except CapacityError as e:
             result = {"ok": False, "error": "capacity", "message": str(e)}
         except BusyError as e:
             result = {"ok": False, "error": "busy", "message": str(e)}
-        else:
-            result = {"ok": True, "lease": lease.to_dict()}
-        kind = "ok" if result["ok"] else str(result["error"])
+        kind = str(result["error"]) if isinstance(result, dict) else "ok"
         self.metrics.alloc_latency.labels(kind).observe(time.monotonic() - started)
         return result
-
 
     # -- pods' networks (what podlab-cni asks for) ------------------------------------
 
@@ -227,18 +231,16 @@ class Agent:
         """Alloc, then build the pod's interface; an address whose plumbing failed goes
         back to the pool, so a failed ADD leaves nothing behind."""
         pool, dp = self._serving()
-        answer = self._alloc(request)
-        if not answer["ok"]:
-            return answer
-        lease = Lease(**answer["lease"])
+        lease = self._lease(request)
+        if isinstance(lease, dict):
+            return lease
         try:
-            pod = pod_network(lease, str(request["netns"]), str(request.get("ifname", "eth0")))
-            done = set_up(dp, pod, lease.exclusive)
+            done = set_up(dp, _network(lease, request), lease.exclusive)
         except (DatapathError, OSError) as e:
             pool.release(lease.pod, str(request.get("container", "")))
             return {"ok": False, "error": "datapath", "message": str(e)}
         result = cni_result(str(request.get("cni_version", "1.1.0")), done)
-        return {"ok": True, "lease": answer["lease"], "result": result}
+        return {"ok": True, "lease": lease.to_dict(), "result": result}
 
     def _del(self, request: dict[str, Any]) -> dict[str, Any]:
         """Best effort and idempotent: tear down what is there, release the address."""
@@ -247,9 +249,7 @@ class Agent:
         lease = pool.lease_of(pod)
         if lease is not None and request.get("netns"):
             try:
-                network = pod_network(lease, str(request["netns"]),
-                                      str(request.get("ifname", "eth0")))
-                dp.teardown(None, network)
+                dp.teardown(None, _network(lease, request))
             except (DatapathError, OSError) as e:
                 self.events("teardown_incomplete", pod=pod, error=str(e))
         return {"ok": True, "released": pool.release(pod, container)}
@@ -259,11 +259,14 @@ class Agent:
         lease = pool.lease_of(str(request["pod"]))
         if lease is None:
             return {"ok": False, "error": "invalid", "message": "the pod holds no address"}
-        network = pod_network(lease, str(request["netns"]), str(request.get("ifname", "eth0")))
-        problems = dp.check(None, network)
+        problems = dp.check(None, _network(lease, request))
         if problems:
             return {"ok": False, "error": "invalid", "message": "; ".join(problems)}
         return {"ok": True}
+
+
+def _network(lease: Lease, request: dict[str, Any]) -> PodNetwork:
+    return pod_network(lease, str(request["netns"]), str(request.get("ifname", "eth0")))
 
 
 def run(config_path: Path) -> int:

@@ -33,6 +33,9 @@ QUOTA = ("EniPerInstanceLimitExceeded", "InvalidOperation.Ipv4CountExceeded",
          "InvalidOperation.Ipv6CountExceeded", "PrivateIpQuotaExceeded",
          "QuotaExceed.PrivateIpAddress")
 PAGE = 100
+# An attach or detach answered "the ENI is not in the state for that": in this agent's
+# flows, the attach or detach it retried had already happened.
+ENI_BUSY = ("InvalidEniState",)
 
 
 class CloudCallError(RuntimeError):
@@ -131,8 +134,12 @@ class CloudApi:
 
     # -- the retry loop ---------------------------------------------------------------
 
-    def call(self, action: str, do: Callable[[], Any]) -> dict[str, Any]:
-        """Run one SDK call, retrying what is worth retrying; the body as a dict."""
+    def call(self, action: str, do: Callable[[], Any], done: tuple[str, ...] = ()
+             ) -> dict[str, Any]:
+        """Run one SDK call, retrying what is worth retrying; the body as a dict. An error
+        whose code contains one of `done` means the work is already done (a retry after a
+        lost answer, or a crash between the call and its commit, meets exactly that), and
+        is answered as success with an empty body."""
         give_up = self.clock() + self.deadline
         attempt = 0
         while True:
@@ -142,6 +149,8 @@ class CloudApi:
             except (TeaException, RequestException, OSError) as e:
                 error = _as_call_error(action, e)
                 self._report(action, error.code, started)
+                if any(code in error.code for code in done):
+                    return {}
                 attempt += 1
                 pause = min(5.0, 0.2 * 2 ** (attempt - 1)) * (0.5 + self.random.random())
                 pause = max(pause, _retry_after(e))
@@ -195,19 +204,19 @@ class CloudApi:
         request = ecs_models.AttachNetworkInterfaceRequest(
             region_id=self.region, network_interface_id=eni_id, instance_id=instance_id)
         self.call("AttachNetworkInterface",
-                  lambda: self.ecs.attach_network_interface(request))
+                  lambda: self.ecs.attach_network_interface(request), done=ENI_BUSY)
 
     def detach(self, eni_id: str, instance_id: str) -> None:
         request = ecs_models.DetachNetworkInterfaceRequest(
             region_id=self.region, network_interface_id=eni_id, instance_id=instance_id)
         self.call("DetachNetworkInterface",
-                  lambda: self.ecs.detach_network_interface(request))
+                  lambda: self.ecs.detach_network_interface(request), done=ENI_BUSY)
 
     def delete_eni(self, eni_id: str) -> None:
         request = ecs_models.DeleteNetworkInterfaceRequest(
             region_id=self.region, network_interface_id=eni_id)
         self.call("DeleteNetworkInterface",
-                  lambda: self.ecs.delete_network_interface(request))
+                  lambda: self.ecs.delete_network_interface(request), done=("InvalidEniId",))
 
     # -- addresses --------------------------------------------------------------------
 
@@ -223,7 +232,7 @@ class CloudApi:
         request = ecs_models.UnassignPrivateIpAddressesRequest(
             region_id=self.region, network_interface_id=eni_id, private_ip_address=ips)
         self.call("UnassignPrivateIpAddresses",
-                  lambda: self.ecs.unassign_private_ip_addresses(request))
+                  lambda: self.ecs.unassign_private_ip_addresses(request), done=("InvalidIp",))
 
     def assign_ipv6(self, eni_id: str, count: int, token: str) -> list[str]:
         request = ecs_models.AssignIpv6AddressesRequest(
@@ -237,7 +246,7 @@ class CloudApi:
         request = ecs_models.UnassignIpv6AddressesRequest(
             region_id=self.region, network_interface_id=eni_id, ipv_6address=ips)
         self.call("UnassignIpv6Addresses",
-                  lambda: self.ecs.unassign_ipv_6addresses(request))
+                  lambda: self.ecs.unassign_ipv_6addresses(request), done=("InvalidIp",))
 
     # -- what the node may use --------------------------------------------------------
 

@@ -221,10 +221,11 @@ class Pool:
     def _lease(self, pod: str, row: IpRow) -> Lease:
         eni = self.store.eni(row.eni_id)
         assert eni is not None
-        cidr = ipaddress.ip_network(eni.cidr)
+        # Alibaba's gateway: the third address from the end of the vSwitch CIDR.
+        gateway = ipaddress.ip_network(eni.cidr).broadcast_address - 2
         return Lease(pod=pod, ip=row.address, ipv6=row.ipv6, eni_id=eni.id, mac=eni.mac,
-                     vswitch_id=eni.vswitch_id, cidr=str(cidr),
-                     gateway=str(cidr.broadcast_address - 2), exclusive=eni.exclusive)
+                     vswitch_id=eni.vswitch_id, cidr=eni.cidr, gateway=str(gateway),
+                     exclusive=eni.exclusive)
 
     def lease_of(self, pod: str) -> Lease | None:
         """The lease a pod holds now, if any."""
@@ -256,22 +257,21 @@ class Pool:
     def gc(self, live_pods: Iterable[str]) -> list[str]:
         """Release the addresses of pods that no longer exist; the pods released."""
         live = set(live_pods)
-        with self._lock:
-            gone = [r.pod for r in self.store.ips("used") if r.pod and r.pod not in live]
-        for pod in gone:
-            self.release(pod)
-            self.events("gc_released", pod=pod)
-        return gone
+        return self._release_where(lambda row: row.pod not in live)
 
     def gc_containers(self, valid: Iterable[str]) -> list[str]:
         """Release addresses held for containers not in `valid` (CNI GC); the pods."""
         keep = set(valid)
+        return self._release_where(lambda row: bool(row.container) and
+                                   row.container not in keep)
+
+    def _release_where(self, gone: Callable[[IpRow], bool]) -> list[str]:
         with self._lock:
-            gone = [r.pod for r in self.store.ips("used")
-                    if r.pod and r.container and r.container not in keep]
-        for pod in gone:
+            pods = [r.pod for r in self.store.ips("used") if r.pod and gone(r)]
+        for pod in pods:
             self.release(pod)
-        return gone
+            self.events("gc_released", pod=pod)
+        return pods
 
     # -- growing ----------------------------------------------------------------------
 
@@ -400,8 +400,7 @@ class Pool:
             if e.code == "EniPerInstanceLimitExceeded":
                 self._refuse(f"instance ENI quota: {self.node.instance_type} allows "
                              f"{self.node.quotas.enis} ENIs ({e.code})")
-            if not e.code.endswith("InvalidEniState"):  # a retried attach that had worked
-                raise
+            raise
 
     def _trim_for_attach(self, row: EniRow, cloud: EniInfo) -> None:
         """A detached ENI may hold more addresses than an attached one may (10 against
@@ -413,7 +412,7 @@ class Pool:
         spare = [a for a in cloud.ips if a != cloud.primary_ip
                  and (a not in rows or rows[a].state in ("idle", "releasing"))][:extra]
         self._mutate("unassign", row.id, {"ips": spare},
-                     partial(_unassign_call, self.cloud.unassign_ips, row.id, spare),
+                     lambda _: self.cloud.unassign_ips(row.id, spare),
                      lambda _: self.store.drop_ips(spare))
 
     def _wait_attached(self, eni_ids: list[str]) -> list[str]:
@@ -581,10 +580,10 @@ class Pool:
             for a in addresses:
                 self.store.set_ip(a, "releasing", self.clock())
 
-        def call(token: str) -> None:
-            _unassign_call(self.cloud.unassign_ips, eni.id, addresses, token)
+        def call(_: str) -> None:
+            self.cloud.unassign_ips(eni.id, addresses)
             if v6:
-                _unassign_call(self.cloud.unassign_ipv6, eni.id, v6, token)
+                self.cloud.unassign_ipv6(eni.id, v6)
 
         self._mutate("unassign", eni.id, {"ips": addresses}, call,
                      lambda _: self.store.drop_ips(addresses))
@@ -597,14 +596,9 @@ class Pool:
             for row in self.store.ips(eni_id=eni.id):
                 self.store.set_ip(row.address, "releasing", self.clock())
 
-        def detach(_: str) -> None:
-            try:
-                self.cloud.detach(eni.id, self.node.instance_id)
-            except CloudCallError as e:
-                if not e.code.endswith("InvalidEniState"):  # a retried detach that had worked
-                    raise
-
-        self._mutate("detach", eni.id, {}, detach, lambda _: None)
+        self._mutate("detach", eni.id, {},
+                     lambda _: self.cloud.detach(eni.id, self.node.instance_id),
+                     lambda _: None)
         self._delete_when_available(eni.id)
 
     def _delete_when_available(self, eni_id: str) -> None:
@@ -620,16 +614,9 @@ class Pool:
             self.sleep(pause)
             pause = min(pause * 2, 1.0)
 
-        self._mutate("delete", eni_id, {}, partial(self._delete_call, eni_id),
+        self._mutate("delete", eni_id, {}, lambda _: self.cloud.delete_eni(eni_id),
                      lambda _: self.store.drop_eni(eni_id))
         self.events("eni_deleted", eni=eni_id)
-
-    def _delete_call(self, eni_id: str, _token: str) -> None:
-        try:
-            self.cloud.delete_eni(eni_id)
-        except CloudCallError as e:
-            if not e.code.startswith("InvalidEniId"):  # gone already: what we wanted
-                raise
 
     # -- reconciling with the cloud ---------------------------------------------------
 
@@ -650,7 +637,8 @@ class Pool:
                     counts[outcome] += 1
             for eni_id, cloud in mine.items():
                 if self.store.eni(eni_id) is None and cloud.status == "Available":
-                    self._mutate("delete", eni_id, {}, partial(self._delete_call, eni_id),
+                    self._mutate("delete", eni_id, {},
+                                 partial(_ignore_token, self.cloud.delete_eni, eni_id),
                                  lambda _: None)
                     counts["orphans_deleted"] += 1
             for info in self.cloud.describe_enis(instance_id=me):
@@ -723,9 +711,7 @@ class Pool:
                                                 intent.token)
                     with self._lock, self.store.tx():
                         self.store.add_ips(intent.eni_id, ips, self.clock())
-            except CloudCallError as e:
-                self.events("intent_dropped", action=intent.action, error=str(e))
-            except CapacityError as e:
+            except (CloudCallError, CapacityError) as e:
                 self.events("intent_dropped", action=intent.action, error=str(e))
             with self._lock, self.store.tx():
                 self.store.finish_intent(intent.id)
@@ -782,10 +768,7 @@ class Pool:
             }
 
 
-def _unassign_call(unassign: Callable[[str, list[str]], None], eni_id: str,
-                   addresses: list[str], _token: str) -> None:
-    try:
-        unassign(eni_id, addresses)
-    except CloudCallError as e:
-        if not e.code.startswith("InvalidIp"):  # not assigned (any more): what we wanted
-            raise
+
+def _ignore_token(call: Callable[[str], None], eni_id: str, _token: str) -> None:
+    """For a mutation the API takes no ClientToken for, bound to a loop variable."""
+    call(eni_id)

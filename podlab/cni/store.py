@@ -122,13 +122,14 @@ class Store:
 
     # -- ENIs -------------------------------------------------------------------------
 
-    def enis(self) -> list[EniRow]:
+    def enis(self, eni_id: str | None = None) -> list[EniRow]:
         rows = self.db.execute("SELECT id, mac, vswitch_id, cidr, primary_ip, status, "
-                               "exclusive FROM enis ORDER BY rowid").fetchall()
+                               "exclusive FROM enis WHERE ? IS NULL OR id = ? ORDER BY rowid",
+                               (eni_id, eni_id)).fetchall()
         return [EniRow(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
 
     def eni(self, eni_id: str) -> EniRow | None:
-        return next((e for e in self.enis() if e.id == eni_id), None)
+        return next(iter(self.enis(eni_id)), None)
 
     def put_eni(self, eni: EniRow) -> None:
         self.db.execute("INSERT OR REPLACE INTO enis VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -145,21 +146,20 @@ class Store:
 
     # -- addresses --------------------------------------------------------------------
 
-    def ips(self, state: str | None = None, eni_id: str | None = None) -> list[IpRow]:
+    def _select_ips(self, where: str, args: tuple[object, ...]) -> list[IpRow]:
         query = ("SELECT address, eni_id, ipv6, state, pod, container, since, reserve, "
-                 "reserved_until FROM ips WHERE (? IS NULL OR state = ?) "
-                 "AND (? IS NULL OR eni_id = ?) ORDER BY rowid")
-        return [IpRow(*r) for r in self.db.execute(query, (state, state, eni_id, eni_id))]
+                 f"reserved_until FROM ips WHERE {where} ORDER BY rowid")
+        return [IpRow(*r) for r in self.db.execute(query, args)]
+
+    def ips(self, state: str | None = None, eni_id: str | None = None) -> list[IpRow]:
+        return self._select_ips("(? IS NULL OR state = ?) AND (? IS NULL OR eni_id = ?)",
+                                (state, state, eni_id, eni_id))
 
     def ip(self, address: str) -> IpRow | None:
-        row = self.db.execute("SELECT address, eni_id, ipv6, state, pod, container, since, "
-                              "reserve, reserved_until FROM ips WHERE address = ?", (address,)
-                              ).fetchone()
-        return IpRow(*row) if row else None
+        return next(iter(self._select_ips("address = ?", (address,))), None)
 
     def held_by(self, pod: str) -> IpRow | None:
-        row = self.db.execute("SELECT address FROM ips WHERE pod = ?", (pod,)).fetchone()
-        return self.ip(row[0]) if row else None
+        return next(iter(self._select_ips("pod = ?", (pod,))), None)
 
     def add_ips(self, eni_id: str, addresses: list[str], now: float) -> None:
         self.db.executemany("INSERT OR IGNORE INTO ips (address, eni_id, state, since) "

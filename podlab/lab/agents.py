@@ -66,12 +66,13 @@ class NodeAgents:
         node = self.state.node(name)
         d = self.node_dir(name)
         d.mkdir(parents=True, exist_ok=True)
+        config = self.config(node)
         conf = d / "agent.json"
-        conf.write_text(json.dumps(self.config(node), indent=2))
-        node.agent_socket = str(d / "agent.sock")
-        node.cni_conf_dir = str(d / "net.d")
+        conf.write_text(json.dumps(config, indent=2))
+        node.agent_socket = str(config["socket"])
+        node.cni_conf_dir = str(config["cni_conf_dir"])
         node.cni_bin_dir = str(install_plugin(self.state.dir / "cni-bin").parent)
-        node.cni_network = str(self.config(node).get("cni_network", "podlab"))
+        node.cni_network = str(config.get("cni_network", "podlab"))
         self.state.save()
         log = (d / "agent.log").open("ab")
         self.procs[name] = subprocess.Popen(
@@ -87,7 +88,8 @@ class NodeAgents:
         """Poll until the agent has written its CNI config and answers (or died, or timed
         out). A killed agent leaves its config behind, so the config alone is not proof
         that this process is ready."""
-        conf = self.node_dir(name) / "net.d" / CONF_FILE
+        node = self.state.node(name)
+        conf = Path(node.cni_conf_dir) / CONF_FILE
         proc = self.procs[name]
         deadline = time.monotonic() + timeout
         while not (conf.exists() and (info := self._info(name))):
@@ -98,7 +100,6 @@ class NodeAgents:
                 raise LabError(f"the agent of node {name} not ready after {timeout:.0f}s: "
                                f"{self.log_tail(name)}")
             time.sleep(0.02)
-        node = self.state.node(name)
         node.datapath = str(info.get("datapath", ""))
         self.state.save()
         self.events.emit("agent.ready", node=name, datapath=node.datapath)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from podlab.cni import protocol
-from podlab.cni.agent import CONF_FILE
 from podlab.cni.crashpoints import ENV as CRASH_ENV
 from podlab.cni.crashpoints import POINTS
+from podlab.cni.protocol import CONF_FILE
 from podlab.cni.store import Store
 from podlab.datapath import select_datapath
 from podlab.fakecloud import Topology

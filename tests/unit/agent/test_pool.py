@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from podlab.cni.pool import BATCH, CapacityError, PodRef, Pool
 from podlab.fakecloud import Topology
@@ -141,12 +143,23 @@ def test_retried_assign_never_allocates_twice(cloud: Endpoint, tmp_path: Path,
                                               clock: Clock) -> None:
     pool = make_pool(cloud, tmp_path, clock)
     pool.alloc(PodRef("default/first"))
-    # The cloud assigns, then the answer is lost (a 503 after the fact is how it looks).
-    cloud.faults.rules.append(FaultRule(action="AssignPrivateIpAddresses", code="InternalError",
-                                        status=503, every=2))
+    # Every other Assign reaches the cloud, which assigns, and then its answer is lost:
+    # only the ClientToken makes the retry return those addresses instead of new ones.
+    sdk = pool.cloud.ecs
+    assign = sdk.assign_private_ip_addresses
+    calls = itertools.count(1)
+
+    def answer_lost(request: object) -> object:
+        answer = assign(request)
+        if next(calls) % 2:
+            raise requests.ConnectionError("connection reset after the request was served")
+        return answer
+
+    sdk.assign_private_ip_addresses = answer_lost
     slept = len(clock.slept)
     for i in range(25):  # beyond the 10 the ENI was born with
         pool.alloc(PodRef(f"default/p{i}"))
+    assert next(calls) > 3, "answers were lost"
     assert cloud_ips(cloud) == {r.address for r in pool.store.ips()}
     assert len(clock.slept) > slept, "retries back off"
 
