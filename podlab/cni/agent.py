@@ -33,6 +33,7 @@ from podlab.cni.pods import cni_result, node_datapath, pod_network, set_up
 from podlab.cni.pool import BusyError, CapacityError, Lease, NodeFacts, PodRef, Pool
 from podlab.cni.store import Store
 from podlab.datapath.model import DatapathError, PodNetwork
+from podlab.datapath.netlink import has_link
 from podlab.datapath.registry import Datapath
 
 RESERVATION_ANNOTATION = "k8s.aliyun.com/pod-ip-reservation"
@@ -231,6 +232,10 @@ class Agent:
         """Alloc, then build the pod's interface; an address whose plumbing failed goes
         back to the pool, so a failed ADD leaves nothing behind."""
         pool, dp = self._serving()
+        netns, ifname = str(request["netns"]), str(request.get("ifname", "eth0"))
+        if pool.lease_of(str(request["pod"])) is not None and has_link(netns, ifname):
+            return {"ok": False, "error": "exists",
+                    "message": f"{ifname} already exists in {netns}: ADD twice without DEL"}
         lease = self._lease(request)
         if isinstance(lease, dict):
             return lease

@@ -61,7 +61,8 @@ def _ask(conf: dict[str, Any], op: str, **fields: Any) -> dict[str, Any]:
     except protocol.AgentUnavailable as e:
         raise CniError(TRY_AGAIN_LATER, "no podlab agent answers on this node", str(e)) from e
     except protocol.AgentError as e:
-        code = DATAPATH_FAILED if e.kind in ("datapath", "invalid") else TRY_AGAIN_LATER
+        code = (DATAPATH_FAILED if e.kind in ("datapath", "invalid", "exists")
+                else TRY_AGAIN_LATER)
         raise CniError(code, f"podlab agent: {e.kind}", e.message) from e
 
 

@@ -2,8 +2,9 @@
 
 Kept to the standard library, because the CNI plugin imports it and runs once per pod.
 Answers are `{"ok": true, ...}` or `{"ok": false, "error": KIND, "message": ...}`, where
-KIND is `capacity` (a limit was hit; the message names it), `busy` (try again later) or
-`invalid` (the request is wrong).
+KIND is `capacity` (a limit was hit; the message names it), `busy` (try again later),
+`invalid` (the request is wrong), `datapath` (building the pod's interface failed) or
+`exists` (an ADD for an interface the pod already has).
 """
 
 from __future__ import annotations

@@ -64,3 +64,16 @@ def test_a_plugin_that_lies_fails_the_suite(tmp_path: Path) -> None:
     assert "is not in the netns" in add.detail or "is not on eth0" in add.detail
     assert results[("1.0.0", "add-twice")].outcome == "fail"
     assert results[("1.0.0", "malformed-stdin")].outcome == "fail"
+
+
+def test_podlab_cni_conforms_to_every_version_it_claims() -> None:
+    """The lab's own CNI, found as a runtime finds it: the conflist the node agent wrote,
+    podlab-cni from the node's bin dir, a warm agent behind it."""
+    results = run_suite(None, [], lab_name=unique_lab_name())
+    print(report(results))
+    assert not [r for r in results if r.outcome == "fail"], report(results)
+    assert {r.version for r in results} == {"1.0.0", "1.1.0"}
+    assert {(r.version, r.case) for r in results if r.outcome == "known"} == {
+        ("1.1.0", "chained-prev-result")}, "only where Debian's tuning lacks CNI 1.1.0"
+    assert {r.case for r in results if r.version == "1.1.0" and r.outcome == "pass"} >= {
+        "add-check-del", "add-twice", "status", "gc-keeps-valid", "del-without-add"}

@@ -57,12 +57,15 @@ def test_pods_get_eni_addresses_and_reach_each_other_across_nodes(lab: Lab) -> N
     assert cni(lab, "CHECK", "default/a", "n1")[0] == 0
 
 
-def test_del_is_idempotent_and_gives_the_address_back(lab: Lab) -> None:
+def test_add_twice_fails_and_del_is_idempotent_and_gives_the_address_back(lab: Lab) -> None:
     lab.add_pod("default", "a", "n1")
     socket = lab.state.node("n1").agent_socket
     rc, result = cni(lab, "ADD", "default/a", "n1")
     assert rc == 0, result
-    assert cni(lab, "ADD", "default/a", "n1")[1]["ips"] == result["ips"], "same pod, same IP"
+    rc, again = cni(lab, "ADD", "default/a", "n1")
+    assert (rc, again["code"]) == (1, 100)
+    assert "already exists" in again["details"]
+    assert cni(lab, "CHECK", "default/a", "n1")[0] == 0, "the refused ADD left the pod alone"
     assert cni(lab, "DEL", "default/a", "n1") == (0, {})
     assert cni(lab, "DEL", "default/a", "n1") == (0, {})
     used = [ip for e in protocol.call(socket, "info")["enis"] for ip in e["ips"]

@@ -29,6 +29,11 @@ class CaseFailure(AssertionError):
     """The plugin broke a promise of the spec; the message says which."""
 
 
+class Unverifiable(Exception):
+    """The case cannot be run at this version for a reason outside the plugin (a reference
+    plugin it chains with does not speak the version): reported as known."""
+
+
 @dataclass
 class CaseContext:
     """One case run: a lab node to run the plugin on, and pods (netns) to attach."""
@@ -164,6 +169,9 @@ def case_add_twice(ctx: CaseContext) -> None:
 def case_chained_prev_result(ctx: CaseContext) -> None:
     """The result survives a chain: `tuning` after the plugin gets it as prevResult and
     passes it on; CHECK and DEL walk the chain with the cached result."""
+    if ctx.version not in ctx.runtime.version("tuning").get("supportedVersions", []):
+        raise Unverifiable(f"tuning, the reference plugin chained after it, does not claim "
+                           f"CNI {ctx.version}")
     chained = replace(ctx.net, plugins=(*ctx.net.plugins, {"type": "tuning"}))
     att = ctx.attachment()
     verify_result(ctx, ctx.runtime.add(chained, att), att)

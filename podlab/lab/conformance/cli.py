@@ -15,15 +15,17 @@ from podlab.lab.tables import table
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("cni-test", help="run the CNI conformance suite against a plugin")
-    p.add_argument("--plugin-dir", action="append", required=True, metavar="DIR",
+    p.add_argument("--plugin-dir", action="append", default=[], metavar="DIR",
                    help="where the plugin binaries are (repeatable; /usr/lib/cni is appended)")
-    p.add_argument("--conf", required=True, metavar="FILE", help="a .conf or .conflist")
+    p.add_argument("--conf", metavar="FILE",
+                   help="a .conf or .conflist (default: podlab-cni, as a lab node's agent "
+                        "configures it)")
     p.add_argument("--json", action="store_true", help="one JSON object per case")
     p.set_defaults(func=cmd_cni_test)
 
 
 def cmd_cni_test(args: argparse.Namespace) -> int:
-    net = NetworkList.load(args.conf)
+    net = NetworkList.load(args.conf) if args.conf else None
 
     def progress(r: CaseResult) -> None:
         if not args.json:
