@@ -13,8 +13,8 @@ from typing import Any
 
 from podlab.cni.pool import Lease
 from podlab.datapath import netlink
-from podlab.datapath.eni import eni_link, prepare_eni
-from podlab.datapath.model import DatapathError, PodInterfaces, PodNetwork
+from podlab.datapath.eni import eni_table, prepare_eni
+from podlab.datapath.model import DatapathError, EniLink, PodInterfaces, PodNetwork
 from podlab.datapath.registry import Datapath, datapath, select_datapath
 
 DEVICE_WAIT = 10.0  # seconds a just-attached ENI's device may take to appear
@@ -26,23 +26,38 @@ def node_datapath(eni_mode: str, override: str | None) -> Datapath:
     return datapath("exclusive-eni") if eni_mode == "exclusive" else select_datapath(override)
 
 
-def eni_device(mac: str, timeout: float = DEVICE_WAIT) -> str:
-    """The name of this netns's link with `mac`, waiting for a hot-plugged one to appear."""
+def eni_on_node(mac: str, gateway: IPv4Address, cidr: IPv4Network,
+                timeout: float = DEVICE_WAIT) -> EniLink:
+    """This netns's device with `mac`, waiting for a hot-plugged one to appear."""
     deadline = time.monotonic() + timeout
     while True:
         with netlink.opened(None) as ns:
             for link in ns.get_links():
-                if (link.get_attr("IFLA_ADDRESS") or "").lower() == mac.lower():
-                    return str(link.get_attr("IFLA_IFNAME"))
+                if (link.get("IFLA_ADDRESS") or "").lower() == mac.lower():
+                    return EniLink(str(link.get("IFLA_IFNAME")), mac.lower(), gateway, cidr,
+                                   eni_table(int(link["index"])))
         if time.monotonic() > deadline:
             raise DatapathError(f"no device with MAC {mac} appeared within {timeout:.0f}s")
         time.sleep(0.05)  # polling the kernel for the hot-plug, with a deadline
 
 
 def pod_network(lease: Lease, netns: str, ifname: str) -> PodNetwork:
-    device = eni_device(lease.mac)
-    eni = eni_link(None, device, IPv4Address(lease.gateway), IPv4Network(lease.cidr))
+    gateway, cidr = IPv4Address(lease.gateway), IPv4Network(lease.cidr)
+    if lease.exclusive and _in_pod(netns, ifname, lease.mac):
+        # The ENI lives in the pod (CHECK, DEL): it returns to the node under a name of
+        # its own, since the one it had there is not remembered; it has no table.
+        eni = EniLink("eni" + lease.mac.replace(":", "")[-12:], lease.mac, gateway, cidr, 0)
+    else:
+        eni = eni_on_node(lease.mac, gateway, cidr)
     return PodNetwork(netns=netns, ip=IPv4Address(lease.ip), eni=eni, ifname=ifname)
+
+
+def _in_pod(netns: str, ifname: str, mac: str) -> bool:
+    if not netlink.netns_path(netns).exists():
+        return False
+    with netlink.opened(netns) as ns:
+        index = netlink.link_index(ns, ifname)
+        return index is not None and netlink.link_mac(ns, index).lower() == mac.lower()
 
 
 def set_up(dp: Datapath, pod: PodNetwork, exclusive: bool) -> PodInterfaces:

@@ -42,16 +42,15 @@ class VethDatapath:
             index = self._ensure_veth(node, host, pod)
             node.link("set", index=index, state="up")
             host_mac = netlink.link_mac(node, index)
-        with netlink.opened(pod.netns) as ns:
-            inner = netlink.require_link(ns, pod.ifname, pod.netns)
-            ns.link("set", index=inner, state="up")
-            netlink.ensure_address(ns, inner, str(pod.ip), 32)
-            ns.neigh("replace", dst=str(GATEWAY), lladdr=host_mac, ifindex=inner,
-                     state=netlink.NUD_PERMANENT)
-            ns.route("replace", dst="0.0.0.0/0", gateway=str(GATEWAY), oif=inner,
-                     flags=netlink.RTNH_F_ONLINK)
-            pod_mac = netlink.link_mac(ns, inner)
-        with netlink.opened(node_netns) as node:
+            with netlink.opened(pod.netns) as ns:
+                inner = netlink.require_link(ns, pod.ifname, pod.netns)
+                ns.link("set", index=inner, state="up")
+                netlink.ensure_address(ns, inner, str(pod.ip), 32)
+                ns.neigh("replace", dst=str(GATEWAY), lladdr=host_mac, ifindex=inner,
+                         state=netlink.NUD_PERMANENT)
+                ns.route("replace", dst="0.0.0.0/0", gateway=str(GATEWAY), oif=inner,
+                         flags=netlink.RTNH_F_ONLINK)
+                pod_mac = netlink.link_mac(ns, inner)
             node.route("replace", dst=f"{pod.ip}/32", oif=index, scope=netlink.SCOPE_LINK)
             netlink.ensure_rule(node, TO_POD_PRIORITY, netlink.MAIN_TABLE, dst=pod.ip)
             netlink.ensure_rule(node, FROM_POD_PRIORITY, pod.eni.table, src=pod.ip)

@@ -26,7 +26,8 @@ from podlab.lab.events import EventLog
 from podlab.lab.ownership import LAB_ENV
 from podlab.lab.state import LabState, NodeState
 
-READY_TIMEOUT = 60.0
+# An emulated VM (the ipvlan tests) needs minutes to import what a host imports in a second.
+READY_TIMEOUT = float(os.environ.get("PODLAB_AGENT_READY_TIMEOUT", "60"))
 METRICS_PORT = 9464
 
 

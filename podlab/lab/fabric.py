@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+from typing import Any
 
-from pyroute2 import IPRoute, NetNS
+from pyroute2 import IPRoute
 
+from podlab.datapath import netlink
 from podlab.fakecloud import VSwitch
 from podlab.lab import netns
 from podlab.lab.errors import LabError
@@ -50,14 +52,14 @@ class VpcFabric:
         self.events.emit("fabric.create", netns=self.netns)
 
     def add_vswitch(self, vsw: VSwitch) -> None:
-        with NetNS(self.netns, flags=0) as ns:
+        with netlink.opened(self.netns) as ns:
             ns.addr("add", index=1, address=str(vsw.gateway), prefixlen=32)
         self.events.emit("fabric.vswitch", vswitch=vsw.id, cidr=str(vsw.cidr),
                          gateway=str(vsw.gateway))
 
     def add_service_address(self, ip: str) -> None:
         """An address the VPC's own services answer on (100.100.100.200 for metadata)."""
-        with NetNS(self.netns, flags=0) as ns:
+        with netlink.opened(self.netns) as ns:
             ns.addr("add", index=1, address=ip, prefixlen=32)
         self.events.emit("fabric.service_address", ip=ip)
 
@@ -69,7 +71,7 @@ class VpcFabric:
             index = ipr.link_lookup(ifname=mgmt.host_if)[0]
             ipr.link("set", index=index, ifalias=label(self.lab), state="up")
             ipr.addr("add", index=index, address=mgmt.host_ip, prefixlen=mgmt.prefixlen)
-        with NetNS(self.netns, flags=0) as ns:
+        with netlink.opened(self.netns) as ns:
             index = ns.link_lookup(ifname=MGMT_FABRIC_IF)[0]
             ns.link("set", index=index, state="up")
             ns.addr("add", index=index, address=mgmt.fabric_ip, prefixlen=mgmt.prefixlen)
@@ -82,10 +84,10 @@ class VpcFabric:
         with self._lock:
             if self._port(eni_id) is not None:
                 raise LabError(f"ENI {eni_id} is already plugged in")
-            with NetNS(node_netns, flags=0) as node:
+            with netlink.opened(node_netns) as node:
                 names = {link.get("ifname") for link in node.get_links()}
             ifname = ifname or next(f"eth{i}" for i in range(1000) if f"eth{i}" not in names)
-            with NetNS(self.netns, flags=0) as ns:
+            with netlink.opened(self.netns) as ns:
                 taken = {link.get("ifname") for link in ns.get_links()}
                 port = next(f"{ROUTER_PORT_PREFIX}{i}" for i in range(1, 100000)
                             if f"{ROUTER_PORT_PREFIX}{i}" not in taken)
@@ -100,7 +102,7 @@ class VpcFabric:
 
     def unplug_eni(self, eni_id: str) -> None:
         """Detach: the device leaves the node (the veth pair goes) and its routes with it."""
-        with self._lock, NetNS(self.netns, flags=0) as ns:
+        with self._lock, netlink.opened(self.netns) as ns:
             index = self._port_index(ns, eni_id)
             if index is None:
                 raise LabError(f"ENI {eni_id} is not plugged in")
@@ -109,7 +111,7 @@ class VpcFabric:
 
     def route_ip(self, ip: str, eni_id: str) -> None:
         """Send traffic for `ip` to the ENI that owns it (idempotent: replaces an old route)."""
-        with self._lock, NetNS(self.netns, flags=0) as ns:
+        with self._lock, netlink.opened(self.netns) as ns:
             index = self._port_index(ns, eni_id)
             if index is None:
                 raise LabError(f"cannot route {ip}: ENI {eni_id} is not plugged in")
@@ -117,14 +119,14 @@ class VpcFabric:
         self.events.emit("fabric.route", ip=ip, eni=eni_id)
 
     def unroute_ip(self, ip: str) -> None:
-        with self._lock, NetNS(self.netns, flags=0) as ns:
+        with self._lock, netlink.opened(self.netns) as ns:
             if ns.get_routes(dst=_host_prefix(ip), dst_len=_host_len(ip)):
                 ns.route("del", dst=_host_prefix(ip))
         self.events.emit("fabric.unroute", ip=ip)
 
     def routes(self) -> dict[str, str]:
         """The router's host routes: IP -> the ENI id it is sent to."""
-        with NetNS(self.netns, flags=0) as ns:
+        with netlink.opened(self.netns) as ns:
             ports = {link["index"]: link.get("ifalias") for link in ns.get_links()
                      if (link.get("ifname") or "").startswith(ROUTER_PORT_PREFIX)}
             out = {}
@@ -136,11 +138,11 @@ class VpcFabric:
         return out
 
     def _port(self, eni_id: str) -> int | None:
-        with NetNS(self.netns, flags=0) as ns:
+        with netlink.opened(self.netns) as ns:
             return self._port_index(ns, eni_id)
 
     @staticmethod
-    def _port_index(ns: NetNS, eni_id: str) -> int | None:
+    def _port_index(ns: Any, eni_id: str) -> int | None:
         for link in ns.get_links():
             if link.get("ifalias") == eni_id:
                 return int(link["index"])

@@ -14,8 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from pyroute2 import NetNS
-
+from podlab.datapath import netlink
 from podlab.fakecloud import Node, Topology, default_topology
 from podlab.lab import netns
 from podlab.lab.agents import NodeAgents
@@ -168,7 +167,7 @@ class Lab:
         ns = self.backend.create_node(self.name, node.name)
         self.fabric.plug_eni(ns, node.primary_eni_id, node.mac, ifname="eth0")
         prefixlen = node.vswitch.cidr.prefixlen
-        with NetNS(ns, flags=0) as nsr:
+        with netlink.opened(ns) as nsr:
             index = nsr.link_lookup(ifname="eth0")[0]
             nsr.link("set", index=index, state="up")
             nsr.addr("add", index=index, address=str(node.primary_ip), prefixlen=prefixlen)

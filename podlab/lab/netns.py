@@ -6,9 +6,9 @@ import socket
 import subprocess
 from collections.abc import Sequence
 
-from pyroute2 import NetNS
 from pyroute2 import netns as pyroute2_netns
 
+from podlab.datapath import netlink
 from podlab.lab.errors import CommandError
 from podlab.lab.ownership import label
 
@@ -16,7 +16,7 @@ from podlab.lab.ownership import label
 def create(name: str, lab: str) -> None:
     """A fresh netns with loopback up, labelled `podlab:<lab>` on its loopback alias."""
     pyroute2_netns.create(name)
-    with NetNS(name, flags=0) as ns:
+    with netlink.opened(name) as ns:
         ns.link("set", index=1, state="up", ifalias=label(lab))
 
 
@@ -24,7 +24,7 @@ def listen(name: str, host: str, port: int, kind: int = socket.SOCK_STREAM) -> s
     """A socket bound inside a netns, for a server running in this process: the lab serves
     the VPC's services (OpenAPI, metadata) from its own threads, reachable only in the VPC."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock: socket.socket = pyroute2_netns.create_socket(name, family, kind)
+    sock = netlink.in_netns(name, lambda: socket.socket(family, kind))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     if kind == socket.SOCK_STREAM:

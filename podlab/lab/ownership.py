@@ -16,9 +16,11 @@ import shutil
 import signal
 from pathlib import Path
 
-from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
+from podlab.datapath import netlink
+from podlab.datapath.model import DatapathError
 from podlab.lab.process import owner_alive, wait_gone
 from podlab.lab.state import LabState, run_dir
 
@@ -39,9 +41,9 @@ def netns_name(lab: str, *parts: str) -> str:
 def netns_label(name: str) -> str | None:
     """The owner label on a netns's loopback, or None for a netns podlab did not make."""
     try:
-        with NetNS(name, flags=0) as ns:
+        with netlink.opened(name) as ns:
             links = ns.get_links(ifname="lo")
-    except (OSError, FileNotFoundError):
+    except (OSError, DatapathError):
         return None
     alias = links[0].get("ifalias") if links else None
     return alias if isinstance(alias, str) and alias.startswith(LABEL_PREFIX) else None

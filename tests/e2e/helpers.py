@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from pathlib import Path
+from typing import Any
 
 from podlab.lab import Lab
 
@@ -22,3 +25,19 @@ def ip_json(lab: Lab, target: str, *argv: str) -> list[dict[str, object]]:
 def host_netns() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
     return {line.split()[0] for line in out.stdout.splitlines() if line}
+
+
+def cni(lab: Lab, command: str, pod: str, node: str, *, container: str = "c1",
+        version: str = "1.1.0") -> tuple[int, dict[str, Any]]:
+    """Run the node's podlab-cni for a lab pod as a runtime would: exit code, stdout JSON."""
+    namespace, name = pod.split("/")
+    conf = {"cniVersion": version, "name": "podlab", "type": "podlab-cni",
+            "agent_socket": lab.state.node(node).agent_socket}
+    env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": container,
+           "CNI_NETNS": f"/run/netns/{lab.state.pod(namespace, name).netns}",
+           "CNI_IFNAME": "eth0", "CNI_PATH": lab.state.node(node).cni_bin_dir,
+           "CNI_ARGS": f"K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name}"}
+    plugin = Path(lab.state.node(node).cni_bin_dir) / "podlab-cni"
+    proc = subprocess.run([plugin], input=json.dumps(conf), env=env, capture_output=True,
+                          text=True, check=False, timeout=60)
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}

@@ -3,12 +3,6 @@ secondary addresses and reach each other across nodes; DEL gives everything back
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
-from typing import Any
-
 import jsonschema
 import pytest
 
@@ -17,25 +11,11 @@ from podlab.datapath.veth import HOST_PREFIX
 from podlab.lab import Lab
 from podlab.lab.cni_runtime import Attachment, CniRuntime, NetworkList, PluginExec
 from podlab.lab.conformance.schemas import result_schema
-from tests.e2e.helpers import ip_json, ping
+from podlab.lab.pytest_plugin import LabFactory
+from tests.e2e.helpers import cni, ip_json, ping
 
 pytestmark = pytest.mark.root
 
-
-
-def cni(lab: Lab, command: str, pod: str, node: str, *, container: str = "c1",
-        version: str = "1.1.0") -> tuple[int, dict[str, Any]]:
-    namespace, name = pod.split("/")
-    conf = {"cniVersion": version, "name": "podlab", "type": "podlab-cni",
-            "agent_socket": lab.state.node(node).agent_socket}
-    env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": container,
-           "CNI_NETNS": f"/run/netns/{lab.state.pod(namespace, name).netns}",
-           "CNI_IFNAME": "eth0", "CNI_PATH": lab.state.node(node).cni_bin_dir,
-           "CNI_ARGS": f"K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name}"}
-    plugin = Path(lab.state.node(node).cni_bin_dir) / "podlab-cni"
-    proc = subprocess.run([plugin], input=json.dumps(conf), env=env, capture_output=True,
-                          text=True, check=False, timeout=60)
-    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}
 
 
 def test_pods_get_eni_addresses_and_reach_each_other_across_nodes(lab: Lab) -> None:
@@ -107,3 +87,27 @@ def test_first_in_a_chain_with_portmap_bandwidth_and_tuning(lab: Lab) -> None:
     assert result["ips"][0]["address"].endswith("/32")  # veth: the pod's /32
     runtime.check(net, attachment)
     runtime.delete(net, attachment)
+
+
+def test_exclusive_eni_pods_own_their_eni_and_give_it_back(lab_factory: LabFactory) -> None:
+    lab = lab_factory(agent_settings={"eni_mode": "exclusive", "min_pool_size": 0})
+    assert {n.datapath for n in lab.state.nodes} == {"exclusive-eni"}
+    lab.add_pod("default", "a", "n1")
+    lab.add_pod("default", "b", "n2")
+    results = [cni(lab, "ADD", p, n) for p, n in (("default/a", "n1"), ("default/b", "n2"))]
+    assert [rc for rc, _ in results] == [0, 0], results
+    (_, a), (_, b) = results
+    assert lab.cloud is not None
+    enis = {e.mac: e for e in lab.cloud.model.all_enis()}
+    mac_a, ip_a = a["interfaces"][0]["mac"], a["ips"][0]["address"]
+    assert enis[mac_a].primary_ip == ip_a.split("/")[0], "the pod's IP is its ENI's own"
+    assert not ip_a.endswith("/32"), "an exclusive ENI keeps the vSwitch mask"
+    eth0 = ip_json(lab, "default/a", "link", "show", "eth0")[0]
+    assert eth0["address"] == mac_a, "the ENI device itself is the pod's eth0"
+    assert ping(lab, "default/a", b["ips"][0]["address"].split("/")[0], count=2)
+    assert cni(lab, "CHECK", "default/a", "n1")[0] == 0
+    assert cni(lab, "DEL", "default/a", "n1") == (0, {})
+    assert cni(lab, "DEL", "default/a", "n1") == (0, {})
+    assert [link["ifname"] for link in ip_json(lab, "default/a", "link")] == ["lo"]
+    assert mac_a in {link["address"] for link in ip_json(lab, "n1", "link")}, \
+        "the ENI is back on its node"

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import jsonschema
-from pyroute2 import NetNS
 
+from podlab.datapath import netlink
 from podlab.lab.cni_runtime import Attachment, CniError, CniRuntime, Json, NetworkList
 from podlab.lab.conformance.schemas import ERROR_SCHEMA, result_schema
 from podlab.lab.lab import Lab
@@ -95,7 +95,7 @@ def verify_result(ctx: CaseContext, result: Json, att: Attachment) -> None:
     if not sandbox:
         raise CaseFailure(f"no interface {att.ifname!r} with sandbox {att.netns} in the result")
     netns_name = att.netns.rsplit("/", 1)[1]
-    with NetNS(netns_name, flags=0) as ns:
+    with netlink.opened(netns_name) as ns:
         links = {link.get("ifname"): link for link in ns.get_links()}
         if att.ifname not in links:
             raise CaseFailure(f"{att.ifname} is not in the netns")
@@ -118,7 +118,7 @@ def verify_result(ctx: CaseContext, result: Json, att: Attachment) -> None:
 
 
 def _gone(att: Attachment) -> None:
-    with NetNS(att.netns.rsplit("/", 1)[1], flags=0) as ns:
+    with netlink.opened(att.netns.rsplit("/", 1)[1]) as ns:
         if ns.link_lookup(ifname=att.ifname):
             raise CaseFailure(f"{att.ifname} is still in the netns after DEL")
 

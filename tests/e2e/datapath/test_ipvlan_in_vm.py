@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[3]
 CASES = Path(__file__).with_name("vm_ipvlan_cases.py").relative_to(REPO)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_ipvlan_datapath_in_the_vm() -> None:
     # Every import crosses 9p into an emulated CPU: load no more than these cases need.
     # Without KVM, on a machine busy with the rest of the suite, this takes 1 to 3 minutes.
@@ -27,8 +27,9 @@ def test_ipvlan_datapath_in_the_vm() -> None:
                    f"--confcutdir={CASES.parent}", str(CASES)]
     result = run_in_vm(
         f"modprobe ipvlan && modprobe veth && cd {shlex.quote(str(REPO))} && "
-        f"PYTHONDONTWRITEBYTECODE=1 PODLAB_STRICT=1 {shlex.join(pytest_argv)}",
-        timeout=540,
+        f"PYTHONDONTWRITEBYTECODE=1 PODLAB_STRICT=1 PODLAB_AGENT_READY_TIMEOUT=600 "
+        f"{shlex.join(pytest_argv)}",
+        timeout=840,
     )
     assert result.returncode == 0, result.output[-6000:]
     assert re.fullmatch(r"\d+ passed in .*", result.output.strip().splitlines()[-1]), (

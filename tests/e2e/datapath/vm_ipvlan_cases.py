@@ -21,6 +21,7 @@ from tests.e2e.datapath.world import (
     assert_setup_is_idempotent,
     node_snapshot,
 )
+from tests.e2e.helpers import cni, ip_json, ping
 
 pytestmark = [pytest.mark.root, pytest.mark.kernel("ipvlan")]
 
@@ -52,3 +53,25 @@ def test_ipvlan_end_to_end(lab_factory) -> None:  # type: ignore[no-untyped-def]
         lab.delete_pod("default", name)
         world.datapath.teardown(world.node_netns("n2"), world.pods[name])
     assert {node: node_snapshot(lab, node) for node in pristine} == pristine
+
+
+def test_ipvlan_through_the_agent_and_podlab_cni(lab_factory) -> None:  # type: ignore[no-untyped-def]
+    """The whole path on ipvlan: node agents that chose ipvlan by probing the kernel, pods
+    plumbed through podlab-cni, across nodes and from the node; DEL leaves the node clean."""
+    lab = lab_factory(default_topology(nodes=2))
+    assert {n.datapath for n in lab.state.nodes} == {"ipvlan"}
+    lab.add_pod("default", "a", "n1")
+    lab.add_pod("default", "b", "n2")
+    (rc_a, a), (rc_b, b) = cni(lab, "ADD", "default/a", "n1"), cni(lab, "ADD", "default/b", "n2")
+    assert (rc_a, rc_b) == (0, 0), (a, b)
+    ip_a, ip_b = (r["ips"][0]["address"].split("/")[0] for r in (a, b))
+    assert ip_json(lab, "default/a", "-d", "link", "show", "eth0")[0]["linkinfo"][
+        "info_kind"] == "ipvlan"
+    assert ping(lab, "default/a", ip_b, count=2)
+    assert ping(lab, "n1", ip_a)
+    assert cni(lab, "CHECK", "default/a", "n1")[0] == 0
+    assert cni(lab, "DEL", "default/a", "n1") == (0, {})
+    assert cni(lab, "DEL", "default/a", "n1") == (0, {})
+    routes = ip_json(lab, "n1", "-4", "route", "show", "table", "all")
+    assert not [r for r in routes if r["dst"] == ip_a], "no route to the deleted pod is left"
+    assert [link["ifname"] for link in ip_json(lab, "default/a", "link")] == ["lo"]
