@@ -27,6 +27,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
 fi
 
+# kubectl drives the lab's Kubernetes API: Google's package where its repository is
+# configured (v1.32 on the reference machine), else Debian's own client.
+if ! command -v kubectl >/dev/null; then
+  say "installing kubectl"
+  apt_install kubectl || apt_install kubernetes-client
+fi
+
 # bcc compiles tc programs against kernel headers; link Debian's when the running kernel has none.
 kdir="/lib/modules/$(uname -r)"
 if [ ! -e "$kdir/build/include" ]; then

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import start_http_server
 
@@ -36,6 +36,10 @@ from podlab.datapath.model import DatapathError, PodNetwork
 from podlab.datapath.netlink import has_link
 from podlab.datapath.registry import Datapath
 
+if TYPE_CHECKING:
+    from podlab.cni.kubewatch import PodWatch
+
+PODS_READY_TIMEOUT = 30.0  # an ADD right after start waits this long for the API client
 RESERVATION_ANNOTATION = "k8s.aliyun.com/pod-ip-reservation"
 
 
@@ -71,6 +75,8 @@ class Agent:
         self.metrics = AgentMetrics()
         self.pool: Pool | None = None
         self.datapath: Datapath | None = None
+        self.pods: PodWatch | None = None  # the node's pods in the kube API, if configured
+        self._pods_ready = threading.Event()
         self.server: socketserver.ThreadingUnixStreamServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -107,6 +113,8 @@ class Agent:
         self.pool.warm_up()
         self._serve()
         self._background(self._maintain_loop, "maintain")
+        if c.kube_api:
+            self._background(self._watch_pods, "kube-watch")
         self._write_cni_conf()
         self.events("ready", socket=str(c.socket), idle=len(self.pool.idle()))
         return self
@@ -114,6 +122,8 @@ class Agent:
     def stop(self) -> None:
         (self.config.cni_conf_dir / protocol.CONF_FILE).unlink(missing_ok=True)
         self._stop.set()
+        if self.pods is not None:
+            self.pods.stop()
         if self.server:
             self.server.shutdown()
             self.server.server_close()
@@ -122,6 +132,16 @@ class Agent:
             thread.join(timeout=10)
         if self.pool:
             self.pool.store.close()
+
+    def _watch_pods(self) -> None:
+        """Off the start-up path: the official client takes ~1 s of CPU to import."""
+        from podlab.cni.kubewatch import PodWatch
+
+        assert self.pool is not None
+        self.pods = PodWatch(self.config.kube_api, self.config.node_name, self.pool,
+                             self.events)
+        self._pods_ready.set()
+        self.pods.run()
 
     def _background(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -211,9 +231,12 @@ class Agent:
         """The pod's lease, or the protocol's error answer; timed for the metrics."""
         pool, _ = self._serving()
         started = time.monotonic()
+        owner, annotations = request.get("owner_kind"), request.get("annotations")
+        if self.config.kube_api and owner is None and annotations is None and \
+                self._pods_ready.wait(PODS_READY_TIMEOUT) and self.pods is not None:
+            owner, annotations = self.pods.pod_facts(str(request["pod"]))
         ref = PodRef(str(request["pod"]), str(request.get("container", "")),
-                     reservation(self.config.reservation_period, request.get("owner_kind"),
-                                 request.get("annotations")))
+                     reservation(self.config.reservation_period, owner, annotations))
         result: Lease | dict[str, Any]
         try:
             result = pool.alloc(ref, timeout=float(request.get("timeout",

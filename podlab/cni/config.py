@@ -70,6 +70,8 @@ class AgentConfig:
     cni_network: str = "podlab"
     metrics_address: str = "127.0.0.1:9464"  # host:port; "" serves no metrics
     eni_tags: dict[str, str] = field(default_factory=dict)
+    kube_api: str = ""  # the Kubernetes API URL; "" runs without (GC only through CNI GC)
+    node_name: str = ""  # this node's name in that API: the pods watched are its own
 
     @property
     def dual_stack(self) -> bool:
@@ -89,6 +91,8 @@ class AgentConfig:
         if (self.access_key_id is None) != (self.access_key_secret is None):
             raise ConfigError("access_key_id and access_key_secret come together (or neither, "
                               "to use the instance's RAM role)")
+        if self.kube_api and not self.node_name:
+            raise ConfigError("kube_api needs node_name: the agent watches its node's pods")
         return self
 
     @classmethod

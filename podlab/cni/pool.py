@@ -254,10 +254,12 @@ class Pool:
             self._cond.notify_all()
             return True
 
-    def gc(self, live_pods: Iterable[str]) -> list[str]:
-        """Release the addresses of pods that no longer exist; the pods released."""
+    def gc(self, live_pods: Iterable[str], leased_before: float | None = None) -> list[str]:
+        """Release the addresses of pods that no longer exist; the pods released. With
+        `leased_before`, only leases taken before then (the pod list's own time)."""
         live = set(live_pods)
-        return self._release_where(lambda row: row.pod not in live)
+        return self._release_where(lambda row: row.pod not in live and (
+            leased_before is None or row.since < leased_before))
 
     def gc_containers(self, valid: Iterable[str]) -> list[str]:
         """Release addresses held for containers not in `valid` (CNI GC); the pods."""
@@ -759,6 +761,8 @@ class Pool:
                 "instance_id": self.node.instance_id,
                 "mode": self.config.eni_mode,
                 "quotas": self.node.quotas.__dict__,
+                # pods this node can hold: every ENI but the primary, full
+                "capacity": (self.node.quotas.enis - 1) * self.per_eni,
                 "enis": [{**e.__dict__, "ips": [r.__dict__ for r in
                                                 self.store.ips(eni_id=e.id)]} for e in enis],
                 "idle": len(self.idle()),

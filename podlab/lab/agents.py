@@ -52,6 +52,7 @@ class NodeAgents:
             "metrics_address": f"{node.primary_ip}:{METRICS_PORT}",
             "maintain_period": 1.0, "min_pool_size": 2, "max_pool_size": 10,
             "attach_first_look": 0.01,  # the lab's cloud attaches at once
+            "node_name": node.name,
             **self.settings,
         }
 

@@ -20,6 +20,7 @@ from podlab.lab.conformance import cli as conformance_cli
 from podlab.lab.demo import run_demo
 from podlab.lab.errors import LabError
 from podlab.lab.events import EventLog
+from podlab.lab.kube import cli as kube_cli
 from podlab.lab.lab import DEFAULT_LAB
 from podlab.lab.process import owner_alive, wait_gone
 from podlab.lab.state import LabState, run_dir
@@ -85,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
     agent_cli.register(sub)
     conformance_cli.register(sub)
+    kube_cli.register(sub)
     fakecloud_cli.register(sub)
 
     demo = sub.add_parser("demo", help="the showcase: a 2-node lab, end to end")
@@ -195,8 +197,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(_nodes_table(state))
     if state.pods:
         print()
-        print(table(["namespace", "name", "node", "netns"],
-                    [[p.namespace, p.name, p.node, p.netns] for p in state.pods]))
+        print(table(["namespace", "name", "node", "ip", "netns"],
+                    [[p.namespace, p.name, p.node, p.ip, p.netns] for p in state.pods]))
+    if state.kube_api:
+        print(f"\nKubernetes API {state.kube_api}: kubectl --kubeconfig {state.kubeconfig}")
     return 0
 
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import collections
 import re
 import subprocess
 import sys
-
-from alibabacloud_ecs20140526 import models
-from alibabacloud_ecs20140526.client import Client as EcsClient
-from alibabacloud_tea_openapi.models import Config
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from podlab.fakecloud import default_topology
 from podlab.lab.errors import LabError
+from podlab.lab.kube.manifests import LabApi, apply, load_documents
+from podlab.lab.kube.probe import probe
 from podlab.lab.lab import Lab
 from podlab.lab.ownership import leftovers
 from podlab.lab.tables import table
 
 DEMO = "demo"
+EXAMPLE = Path(__file__).parents[2] / "examples/web.yaml"
 # Other labs may come and go while the demo runs (CI runs it beside the tests).
 _OTHER_LABS = re.compile(rf"podlab-(?!{DEMO}-)|pl-(?!{DEMO}\b)")
 
@@ -32,67 +36,85 @@ def _step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def _cloud_drives_the_fabric(lab: Lab) -> None:
-    """The official SDK, pointed at the lab's cloud, attaches an ENI to n1: its device
-    appears in n1, and the IP it is assigned arrives there from n2."""
-    n1, n2 = lab.state.nodes
-    ecs = EcsClient(Config(access_key_id="podlab", access_key_secret="podlab-secret",
-                           endpoint=lab.state.cloud_endpoint_host, region_id=lab.topology.region,
-                           protocol="http"))
-    _step(f"The official ECS SDK at {lab.state.cloud_endpoint_host}: create an ENI in "
-          f"{n1.vswitch}, attach it to {n1.name}, assign it an IP")
-    eni = ecs.create_network_interface(models.CreateNetworkInterfaceRequest(
-        region_id=lab.topology.region, v_switch_id=n1.vswitch, security_group_id="sg-demo")).body
-    ecs.attach_network_interface(models.AttachNetworkInterfaceRequest(
-        region_id=lab.topology.region, network_interface_id=eni.network_interface_id,
-        instance_id=n1.instance_id))
-    ip = ecs.assign_private_ip_addresses(models.AssignPrivateIpAddressesRequest(
-        region_id=lab.topology.region, network_interface_id=eni.network_interface_id,
-        secondary_private_ip_address_count=1)
-    ).body.assigned_private_ip_addresses_set.private_ip_set.private_ip_address[0]
-    links = lab.exec(n1.name, ["ip", "-br", "link"]).stdout
-    device = next(line.split()[0].split("@")[0] for line in links.splitlines()
-                  if eni.mac_address in line)
-    print(f" ✓ {eni.network_interface_id} appeared in {n1.name} as {device} ({eni.mac_address})")
-    lab.exec(n1.name, ["ip", "link", "set", device, "up"])
-    lab.exec(n1.name, ["ip", "addr", "add", f"{ip}/32", "dev", device])
-    ok = lab.exec(n2.name, ["ping", "-c", "1", "-W", "1", ip], check=False).returncode == 0
-    print(f" {'✓' if ok else '✗'} {n2.name} reaches {ip} on {device} through the VPC")
-    if not ok:
-        raise LabError(f"{ip} assigned to {eni.network_interface_id} is not reachable")
+def _wait(what: str, check: Callable[[], bool], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise LabError(f"not within {timeout:.0f}s: {what}")
+        time.sleep(0.2)  # polling the lab's API, with a deadline
+
+
+def _pods(api: LabApi) -> dict[str, dict[str, Any]]:
+    return {p["metadata"]["name"]: p for p in api.call("GET", "/api/v1/pods")["items"]}
+
+
+def _running(api: LabApi, names: list[str]) -> bool:
+    pods = _pods(api)
+    return all((pods.get(n, {}).get("status") or {}).get("phase") == "Running" for n in names)
+
+
+def _matrix(lab: Lab, api: LabApi, pods: dict[str, dict[str, Any]]) -> None:
+    """Every source (pods, then nodes) against every web pod and the Service."""
+    svc = api.call("GET", "/api/v1/namespaces/default/services/web")["spec"]["clusterIP"]
+    targets = [(n, p["status"]["podIP"], 8080) for n, p in sorted(pods.items())
+               if n.startswith("web")] + [("svc/web", svc, 80)]
+    sources = [(n, lab.state.pod("default", n).netns) for n in sorted(pods)] + \
+        [(n.name, n.netns) for n in lab.state.nodes]
+    rows = []
+    for name, netns in sources:
+        row = [name]
+        for _target, ip, port in targets:
+            ok, reason, who = probe(netns, ip, port, "tcp")
+            row.append(("✓ " + who) if ok else f"✗ {reason}")
+        rows.append(row)
+    print(table(["from \\ to", *[f"{t} ({ip})" for t, ip, _ in targets]], rows))
+    if any(cell.startswith("✗") for row in rows for cell in row[1:]):
+        raise LabError("the connectivity matrix has failures")
 
 
 def run_demo() -> int:
     before = _host_snapshot()
-    _step("Bringing up a 2-node lab: a VPC with vSwitches in two zones, a node in each")
-    # The fabric and the cloud speak for themselves here: no node agents take ENIs first.
-    with Lab(default_topology(nodes=2), name=DEMO, agents=False) as lab:
-        # Lab.up already ran; replay its progress from the event log for the reader.
-        for e in lab.events.read():
-            if e["event"] in ("fabric.vswitch", "node.up"):
-                print(f" ✓ {e['event']}: " + ", ".join(f"{k}={v}" for k, v in e.items()
-                                                       if k not in ("ts", "event")))
-        _step("Nodes (ECS instances; eth0 is the primary ENI, MAC in Alibaba's OUI 00:16:3e)")
+    _step("Bringing up a 2-node lab: VPC, vSwitches in two zones, the cloud, a node agent "
+          "per node, the Kubernetes API and its controllers")
+    lab = Lab(default_topology(nodes=2), name=DEMO).up(
+        progress=lambda msg: print(f" ✓ {msg}", flush=True))
+    try:
+        _step("Nodes (ECS instances; the agent picked the datapath by probing the kernel)")
         print(table(
-            ["name", "instance type", "zone", "vswitch", "primary ip", "mac"],
-            [[n.name, n.instance_type, n.zone, n.vswitch, n.primary_ip, n.mac]
-             for n in lab.state.nodes],
-        ))
-        n1, n2 = lab.state.nodes
-        _step(f"Cross-node ping through the VPC router: {n1.name} ({n1.vswitch}) -> "
-              f"{n2.name} {n2.primary_ip} ({n2.vswitch})")
-        ping = lab.exec(n1.name, ["ping", "-c", "3", "-i", "0.2", "-W", "1", n2.primary_ip],
-                        check=False)
-        print(ping.stdout.strip())
-        if ping.returncode != 0:
-            raise LabError(f"cross-node ping failed:\n{ping.stdout}{ping.stderr}")
-        _cloud_drives_the_fabric(lab)
-        _step("Fabric routes (IP -> ENI), from the router's own routing table")
-        print(table(["ip", "eni"], sorted(lab.fabric.routes().items())))
+            ["name", "instance type", "zone", "vswitch", "primary ip", "datapath"],
+            [[n.name, n.instance_type, n.zone, n.vswitch, n.primary_ip, n.datapath]
+             for n in lab.state.nodes]))
+        api = LabApi(lab.state.kube_api)
+        _step(f"kubectl --kubeconfig {lab.state.kubeconfig} apply -f examples/web.yaml "
+              "(here through the same API with podlab's client)")
+        docs = load_documents(EXAMPLE.read_text(), "examples/web.yaml")
+        apply(api, docs, "examples/web.yaml",
+              progress=lambda a: print(f" {a.kind.lower()}/{a.name} {a.action}", flush=True))
+        names = ["client", "web-0", "web-1", "web-2"]
+        _wait("the pods Running", lambda: _running(api, names))
+        pods = _pods(api)
         assert lab.cloud is not None
-        calls = lab.cloud.endpoint.calls
-        print(f"\n{len(calls)} cloud calls: " + ", ".join(sorted({c.action for c in calls})))
+        eni_of = {ip: e.id for e in lab.cloud.model.all_enis() for ip in e.ips}
+        print(table(["pod", "node", "ip", "eni (from the cloud)"],
+                    [[n, p["spec"]["nodeName"], p["status"]["podIP"],
+                      eni_of.get(p["status"]["podIP"], "?")] for n, p in sorted(pods.items())]))
+        _step("Connectivity matrix (TCP; a web pod answers HTTP /hostname with its name)")
+        _matrix(lab, api, pods)
+        calls = collections.Counter(c.action for c in lab.cloud.endpoint.calls)
+        print(f"\nThe agents took {sum(calls.values())} cloud calls: "
+              + ", ".join(f"{n} {a}" for a, n in sorted(calls.items())))
+        _step("A StatefulSet pod deleted comes back with the same IP (fixed IP)")
+        ip, uid = pods["web-1"]["status"]["podIP"], pods["web-1"]["metadata"]["uid"]
+        api.call("DELETE", "/api/v1/namespaces/default/pods/web-1")
+        _wait("web-1 recreated", lambda: _running(api, ["web-1"]) and
+              _pods(api)["web-1"]["metadata"]["uid"] != uid)
+        again = _pods(api)["web-1"]["status"]["podIP"]
+        print(f" {'✓' if again == ip else '✗'} web-1: {ip} before, {again} after")
+        if again != ip:
+            raise LabError("web-1 came back with another IP")
         _step("Tearing down")
+    finally:
+        lab.down()
     after = _host_snapshot()
     if after != before or leftovers(DEMO):
         print(f"The host is NOT as it was: {leftovers(DEMO)} "

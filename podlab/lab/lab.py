@@ -8,11 +8,13 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from podlab.datapath import netlink
 from podlab.fakecloud import Node, Topology, default_topology
@@ -27,6 +29,11 @@ from podlab.lab.mgmt import allocate_mgmt
 from podlab.lab.ownership import LAB_ENV, LAB_NAME, netns_name, remove_lab, remove_netns
 from podlab.lab.process import ProcessRef, owner_alive
 from podlab.lab.state import LabState, NodeState, PodState, run_dir
+
+if TYPE_CHECKING:
+    from podlab.lab.kube.controlplane import ControlPlane
+
+NODE_KUBE_API = f"http://{CLOUD_ENDPOINT_IP}:6443"  # the control plane's API, for nodes
 
 DEFAULT_LAB = "lab"
 Progress = Callable[[str], None]
@@ -44,6 +51,8 @@ class Lab:
         owner_kind: str = "process",
         agents: bool = True,
         agent_settings: dict[str, object] | None = None,
+        control_plane: bool | None = None,
+        proxy_mode: str = "iptables",
     ) -> None:
         if not LAB_NAME.match(name):
             raise LabError(
@@ -63,8 +72,18 @@ class Lab:
         self.events = EventLog(self.state.dir / "events.jsonl")
         self.fabric = VpcFabric(name, self.state.fabric_netns, self.events)
         self._processes: list[subprocess.Popen[str]] = []
+        self._pods = threading.Lock()  # node runtimes add and delete pods concurrently
         self.cloud: LabCloud | None = None
+        # The control plane needs agents (its node runtimes call their CNI); by default a
+        # lab with agents has one, and its agents watch their pods through it.
+        self.with_control_plane = agents if control_plane is None else control_plane
+        if self.with_control_plane and not agents:
+            raise LabError("a control plane needs the node agents (agents=True)")
+        if self.with_control_plane:
+            agent_settings = {"kube_api": NODE_KUBE_API, **(agent_settings or {})}
         self.agents = NodeAgents(self.state, self.events, agent_settings) if agents else None
+        self.proxy_mode = proxy_mode
+        self.control_plane: ControlPlane | None = None
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -86,6 +105,9 @@ class Lab:
 
     def down(self) -> list[str]:
         """Remove everything this lab made; returns what was removed."""
+        if self.control_plane is not None:
+            self.control_plane.stop()
+            self.control_plane = None
         if self.agents is not None:
             self.agents.stop_all()
         if self.cloud is not None:
@@ -150,6 +172,14 @@ class Lab:
         yield f"started the cloud's OpenAPI endpoint at {CLOUD_ENDPOINT_IP}", self._start_cloud
         if self.agents is not None:
             yield "started the node agents; their pools are warm", self.agents.start_all
+        if self.with_control_plane:
+            yield "started the control plane (Kubernetes API, scheduler, node runtimes, " \
+                  f"kube-proxy in {self.proxy_mode} mode)", self._start_control_plane
+
+    def _start_control_plane(self) -> None:
+        from podlab.lab.kube.controlplane import ControlPlane  # it imports this module
+
+        self.control_plane = ControlPlane(self, self.proxy_mode).start()
 
     def _start_cloud(self) -> None:
         node_netns = {n.instance_id: n.netns for n in self.state.nodes}
@@ -194,21 +224,34 @@ class Lab:
     def add_pod(self, namespace: str, name: str, node: str) -> PodState:
         """A pod's network namespace on `node`; the CNI plugin gives it its network."""
         self.state.node(node)
-        if any((p.namespace, p.name) == (namespace, name) for p in self.state.pods):
-            raise LabError(f"pod {namespace}/{name} already exists in lab {self.name!r}")
         pod = PodState(namespace, name, node, netns_name(self.name, "pod", f"{namespace}_{name}"))
-        netns.create(pod.netns, self.name)
-        self.state.pods.append(pod)
-        self.state.save()
+        with self._pods:
+            if any((p.namespace, p.name) == (namespace, name) for p in self.state.pods):
+                raise LabError(f"pod {namespace}/{name} already exists in lab {self.name!r}")
+            self.state.pods.append(pod)
+        try:
+            netns.create(pod.netns, self.name)
+        except BaseException:
+            with self._pods:
+                self.state.pods.remove(pod)
+            raise
+        with self._pods:
+            self.state.save()
         self.events.emit("pod.create", pod=f"{namespace}/{name}", node=node, netns=pod.netns)
         return pod
 
     def delete_pod(self, namespace: str, name: str) -> None:
         pod = self.state.pod(namespace, name)
         remove_netns(pod.netns)
-        self.state.pods.remove(pod)
-        self.state.save()
+        with self._pods:
+            self.state.pods.remove(pod)
+            self.state.save()
         self.events.emit("pod.delete", pod=f"{namespace}/{name}")
+
+    def set_pod_ip(self, namespace: str, name: str, ip: str) -> None:
+        with self._pods:
+            self.state.pod(namespace, name).ip = ip
+            self.state.save()
 
     # -- running things ---------------------------------------------------------------
 

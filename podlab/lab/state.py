@@ -40,6 +40,7 @@ class PodState:
     name: str
     node: str
     netns: str
+    ip: str = ""  # set once the CNI gave the pod its address
 
 
 @dataclass
@@ -64,6 +65,8 @@ class LabState:
     mgmt: MgmtState | None = None
     cloud_endpoint: str = ""  # the OpenAPI endpoint as nodes reach it, inside the VPC
     cloud_endpoint_host: str = ""  # the same endpoint from the host, over the mgmt link
+    kube_api: str = ""  # the Kubernetes API on the host's loopback
+    kubeconfig: str = ""
     nodes: list[NodeState] = field(default_factory=list)
     pods: list[PodState] = field(default_factory=list)
 
@@ -106,6 +109,8 @@ class LabState:
             "mgmt": asdict(self.mgmt) if self.mgmt else None,
             "cloud_endpoint": self.cloud_endpoint,
             "cloud_endpoint_host": self.cloud_endpoint_host,
+            "kube_api": self.kube_api,
+            "kubeconfig": self.kubeconfig,
             "nodes": [asdict(n) for n in self.nodes],
             "pods": [asdict(p) for p in self.pods],
         }

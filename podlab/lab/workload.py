@@ -3,16 +3,22 @@ and UDP echo, so a probe can tell which pod answered and which source address it
 
     python -m podlab.lab.workload --name web-0 --http 8080 --tcp-echo 9000 --udp-echo 9001
 
-Prints `ready` on stdout once every port is bound, so a starter can wait for it.
+Prints `ready` on stdout once every port is bound, so a starter can wait for it. The lab's
+node runtime runs `Workload` in its own process instead, one per pod, sockets in the pod.
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 import socketserver
 import sys
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from podlab.datapath.netlink import in_netns
 
 
 class _Http(BaseHTTPRequestHandler):
@@ -52,6 +58,56 @@ class _ThreadingTcp(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
 
+class Workload:
+    """One pod's servers, run by threads of this process: each socket is made inside the
+    pod's netns, so a node runtime serves every pod of its node without a process each."""
+
+    def __init__(self, name: str, *, netns: str | None = None, http: Sequence[int] = (),
+                 tcp_echo: Sequence[int] = (), udp_echo: Sequence[int] = ()) -> None:
+        handler = type("Http", (_Http,), {"name": name})
+        made: list[tuple[type[socketserver.BaseServer], type, int]] = [
+            *((ThreadingHTTPServer, handler, p) for p in http),
+            *((_ThreadingTcp, _TcpEcho, p) for p in tcp_echo),
+            *((socketserver.ThreadingUDPServer, _UdpEcho, p) for p in udp_echo)]
+        self.servers: list[socketserver.BaseServer] = []
+        self._started = False
+        try:
+            for cls, handler_cls, port in made:
+                self.servers.append(_server_in(cls, handler_cls, port, netns))
+        except BaseException:
+            self.stop()
+            raise
+
+    def start(self) -> Workload:
+        self._started = True
+        for server in self.servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers:
+            if self._started:
+                server.shutdown()
+            server.server_close()
+
+
+def _server_in(cls: type[socketserver.BaseServer], handler: type, port: int,
+               netns: str | None) -> socketserver.BaseServer:
+    server: Any = cls(("", port), handler, bind_and_activate=False)  # type: ignore[call-arg]
+    if netns is not None:
+        server.socket.close()
+        server.socket = in_netns(netns, lambda: socket.socket(server.address_family,
+                                                                server.socket_type))
+    try:
+        server.server_bind()
+        server.server_activate()
+    except BaseException:
+        server.server_close()
+        raise
+    made: socketserver.BaseServer = server
+    return made
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="podlab-workload")
     p.add_argument("--name", required=True, help="what /hostname answers")
@@ -59,17 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tcp-echo", type=int, action="append", default=[])
     p.add_argument("--udp-echo", type=int, action="append", default=[])
     args = p.parse_args(argv)
-    handler = type("Http", (_Http,), {"name": args.name})
-    servers: list[socketserver.BaseServer] = [ThreadingHTTPServer(("", port), handler)
-                                              for port in args.http]
-    servers += [_ThreadingTcp(("", port), _TcpEcho) for port in args.tcp_echo]
-    servers += [socketserver.ThreadingUDPServer(("", port), _UdpEcho) for port in args.udp_echo]
-    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
-    for t in threads:
-        t.start()
+    Workload(args.name, http=args.http, tcp_echo=args.tcp_echo,
+             udp_echo=args.udp_echo).start()
     print("ready", flush=True)
-    for t in threads:
-        t.join()
+    threading.Event().wait()
     return 0
 
 

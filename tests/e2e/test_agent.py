@@ -102,7 +102,9 @@ def _burst(socket: str, pods: list[str], got: dict[str, str]) -> None:
 @pytest.mark.parametrize(("point", "nth"), [(p, n) for p in POINTS for n in (1, 2)])
 def test_kill_9_at_a_crash_point_loses_and_duplicates_nothing(
         lab_factory: LabFactory, point: str, nth: int) -> None:
-    lab = lab_factory(BIG_NODE, agent_settings={"min_pool_size": 0, "max_pool_size": 2})
+    # Pods here exist only as allocs on the socket: no API whose pod list would GC them.
+    lab = lab_factory(BIG_NODE, control_plane=False,
+                      agent_settings={"min_pool_size": 0, "max_pool_size": 2})
     assert lab.agents is not None
     node = lab.state.nodes[0]
     before = {f"default/early-{i}": protocol.call(node.agent_socket, "alloc",
@@ -120,7 +122,9 @@ def test_kill_9_at_a_crash_point_loses_and_duplicates_nothing(
 
 
 def test_kill_9_from_outside_in_the_middle_of_a_burst(lab_factory: LabFactory) -> None:
-    lab = lab_factory(BIG_NODE, agent_settings={"min_pool_size": 0, "max_pool_size": 2})
+    # Pods here exist only as allocs on the socket: no API whose pod list would GC them.
+    lab = lab_factory(BIG_NODE, control_plane=False,
+                      agent_settings={"min_pool_size": 0, "max_pool_size": 2})
     assert lab.agents is not None
     node = lab.state.nodes[0]
     got: dict[str, str] = {}

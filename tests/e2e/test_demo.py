@@ -12,7 +12,9 @@ pytestmark = pytest.mark.root
 def test_the_demo_runs_and_cleans_up() -> None:
     demo = podlab("demo")
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert "0% packet loss" in demo.stdout
-    assert "appeared in n1 as eth1" in demo.stdout
-    assert "n2 reaches" in demo.stdout
+    assert "pod/client created" in demo.stdout
+    assert "✗" not in demo.stdout, "every cell of the connectivity matrix connects"
+    assert "SVC/WEB" in demo.stdout
+    assert "cloud calls" in demo.stdout
+    assert "✓ web-1:" in demo.stdout, "the StatefulSet pod came back with its IP"
     assert "The host is as it was" in demo.stdout

@@ -1,0 +1,80 @@
+"""The agent's view of its node's pods through the Kubernetes API (official client), as
+Terway's daemon has it: GC of addresses whose pods are gone, and each pod's owner and
+annotations on ADD, which decide whether its IP is kept for it (StatefulSet, fixed IP).
+
+GC is sound against the race with a pod being created: a lease is taken only by an ADD,
+and the runtime ADDs only pods that already exist in the API. So a lease older than the
+start of a list whose pod is not in that list belongs to a pod that was deleted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch import Watch
+
+from podlab.cni.pool import Pool
+
+RELIST_BACKOFF = 1.0  # seconds between attempts while the API is unreachable
+WATCH_TIMEOUT = 60  # seconds a watch lasts before a relist (bounds drift)
+
+
+class PodWatch:
+    def __init__(self, url: str, node: str, pool: Pool,
+                 events: Callable[..., None]) -> None:
+        configuration = client.Configuration()
+        configuration.host = url
+        self.api = client.CoreV1Api(client.ApiClient(configuration))
+        self.node, self.pool, self.events = node, pool, events
+        self._stop = threading.Event()
+        self._watch: Any = None  # a watch.Watch while one streams
+
+    def pod_facts(self, pod: str) -> tuple[str | None, dict[str, str]]:
+        """The pod's controller kind and annotations; (None, {}) for an unknown pod."""
+        namespace, _, name = pod.partition("/")
+        try:
+            obj: Any = self.api.read_namespaced_pod(name, namespace)
+        except ApiException:
+            return None, {}
+        owners = obj.metadata.owner_references or []
+        kind = next((o.kind for o in owners if o.controller), None)
+        return kind, dict(obj.metadata.annotations or {})
+
+    def run(self) -> None:
+        """List, GC, watch; again on any failure or when the watch times out."""
+        while not self._stop.is_set():
+            try:
+                self._list_and_watch()
+            except Exception as e:  # the API being away must not stop the agent
+                self.events("kube_watch_failed", error=str(e))
+                self._stop.wait(RELIST_BACKOFF)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.stop()
+
+    def _list_and_watch(self) -> None:
+        selector = f"spec.nodeName={self.node}"
+        started = time.time()
+        listed: Any = self.api.list_pod_for_all_namespaces(field_selector=selector)
+        live = [f"{p.metadata.namespace}/{p.metadata.name}" for p in listed.items]
+        released = self.pool.gc(live, leased_before=started)
+        self.events("kube_synced", pods=len(live), released=released)
+        self._watch = Watch()
+        for event in self._watch.stream(self.api.list_pod_for_all_namespaces,
+                                        field_selector=selector,
+                                        resource_version=listed.metadata.resource_version,
+                                        timeout_seconds=WATCH_TIMEOUT):
+            if self._stop.is_set():
+                return
+            obj: Any = event["object"]
+            if event["type"] == "DELETED":
+                pod = f"{obj.metadata.namespace}/{obj.metadata.name}"
+                if self.pool.release(pod):
+                    self.events("kube_pod_deleted", pod=pod)

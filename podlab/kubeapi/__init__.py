@@ -1,0 +1,5 @@
+"""An in-memory subset of the Kubernetes API server, enough for kubectl and client libraries.
+
+The lab's control plane keeps its objects here; `store` holds them, `server` speaks the
+Kubernetes REST dialect over plain HTTP so that real clients can drive the lab.
+"""

@@ -1,0 +1,187 @@
+"""`podlab kubeconfig | apply | get | probe`: the lab's control plane from the shell.
+
+Tables for people, `--json` for scripts; the lab is found by name (`--name`, default
+`lab`), as for every other command. The official client is imported only by the commands
+that talk to the API: it costs every other `podlab` command half a second otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from podlab.kubeapi.resources import RESOURCES, Resource
+from podlab.lab.errors import LabError
+from podlab.lab.kube.probe import ProbeResult, probe
+from podlab.lab.state import LabState
+from podlab.lab.tables import table
+
+if TYPE_CHECKING:
+    from podlab.lab.kube.manifests import Applied, LabApi
+
+WAIT_TIMEOUT = 120.0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("kubeconfig", help="print the path of the lab's kubeconfig")
+    p.add_argument("--name", default="lab")
+    p.set_defaults(func=cmd_kubeconfig)
+
+    p = sub.add_parser("apply", help="apply a multi-document YAML manifest to the lab's API")
+    p.add_argument("--name", default="lab")
+    p.add_argument("-f", "--file", required=True, help="a YAML file, or - for stdin")
+    p.add_argument("--wait", action="store_true", help="until the applied pods are Running")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("get", help="list objects of a kind (pods, svc, sts, ...)")
+    p.add_argument("kind")
+    p.add_argument("--name", default="lab")
+    p.add_argument("-n", "--namespace", help="one namespace (default: all)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("probe", help="can pod FROM reach TO (a pod, svc/ns/name, or an IP)?")
+    p.add_argument("source", metavar="FROM", help="a pod: ns/name")
+    p.add_argument("target", metavar="TO", help="ns/name, svc/ns/name or an IP")
+    p.add_argument("--name", default="lab")
+    p.add_argument("--port", type=int)
+    p.add_argument("--proto", choices=("tcp", "udp"), default="tcp")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_probe)
+
+
+def _lab(name: str) -> tuple[LabState, LabApi]:
+    try:
+        state = LabState.load(name)
+    except FileNotFoundError:
+        raise LabError(f"no lab named {name!r}: `podlab up --name {name}` first") from None
+    if not state.kube_api:
+        raise LabError(f"lab {name!r} runs without a control plane")
+    from podlab.lab.kube.manifests import LabApi
+
+    return state, LabApi(state.kube_api)
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    print(_lab(args.name)[0].kubeconfig)
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from podlab.lab.kube.manifests import apply, load_documents
+
+    _, api = _lab(args.name)
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    docs = load_documents(text, args.file)
+
+    def say(a: Applied) -> None:
+        if not args.json:
+            print(f"{a.kind.lower()}/{a.name} {a.action}")
+
+    done = apply(api, docs, args.file, progress=say)
+    if args.wait:
+        pods = [(d["metadata"].get("namespace", "default"), d["metadata"]["name"])
+                for d in docs if d["kind"] == "Pod"]
+        _wait_running(api, pods)
+    if args.json:
+        print(json.dumps([a.__dict__ for a in done]))
+    return 0
+
+
+def _wait_running(api: LabApi, pods: list[tuple[str, str]]) -> None:
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    pending = set(pods)
+    while pending:
+        for ns, name in sorted(pending):
+            if (api.get(RESOURCES["pods"], ns, name).get("status") or {}).get(
+                    "phase") == "Running":
+                pending.discard((ns, name))
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            raise LabError(f"not Running after {WAIT_TIMEOUT:.0f}s: "
+                           f"{', '.join(f'{n}/{p}' for n, p in sorted(pending))}")
+        print(f" … waiting for {len(pending)} pod(s) to run", file=sys.stderr)
+        time.sleep(0.5)  # polling the API for the pods' phase, with a deadline
+
+
+def _resource(kind: str) -> Resource:
+    for r in RESOURCES.values():
+        if kind.lower() in (r.name, r.kind.lower(), r.name.rstrip("s"), *r.short_names):
+            return r
+    raise LabError(f"unknown kind {kind!r}; one of: {', '.join(sorted(RESOURCES))}")
+
+
+def _row(resource: Resource, obj: dict[str, Any]) -> list[str]:
+    meta = obj["metadata"]
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    first = [meta.get("namespace", ""), meta["name"]] if resource.namespaced else [meta["name"]]
+    if resource.name == "pods":
+        return [*first, spec.get("nodeName", ""), status.get("podIP", ""),
+                status.get("phase", "")]
+    if resource.name == "services":
+        ports = ",".join(f"{p['port']}/{p.get('protocol', 'TCP')}" for p in spec.get("ports", []))
+        return [*first, spec.get("clusterIP", ""), ports]
+    return first
+
+
+COLUMNS = {"pods": ["node", "ip", "phase"], "services": ["cluster-ip", "ports"]}
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    _, api = _lab(args.name)
+    resource = _resource(args.kind)
+    items = api.list(resource, args.namespace)
+    if args.json:
+        print(json.dumps(items, indent=2))
+        return 0
+    head = ["namespace", "name"] if resource.namespaced else ["name"]
+    print(table([*head, *COLUMNS.get(resource.name, [])], [_row(resource, o) for o in items]))
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    state, api = _lab(args.name)
+    namespace, _, pod = args.source.partition("/")
+    try:
+        netns = state.pod(namespace, pod).netns
+    except KeyError:
+        raise LabError(f"FROM {args.source!r}: no such pod in lab {args.name!r}") from None
+    address, port = _target(api, args.target, args.port)
+    ok, reason, who = probe(netns, address, port, args.proto)
+    result = ProbeResult(args.source, args.target, address, port, args.proto, ok, reason, who)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        answer = f", answered by {who}" if who else ""
+        print(f"{args.source} → {args.target} ({address}:{port}/{args.proto}): {reason}{answer}")
+    return 0 if ok else 1
+
+
+def _target(api: LabApi, target: str, port: int | None) -> tuple[str, int]:
+    """An address and port for TO: a Service's ClusterIP and first port, a pod's IP and
+    first container port, or an IP (port required, else 80)."""
+    try:
+        return str(ipaddress.ip_address(target)), port or 80
+    except ValueError:
+        pass
+    parts = target.split("/")
+    if len(parts) == 3 and parts[0] == "svc":
+        svc = api.get(RESOURCES["services"], parts[1], parts[2])
+        ports = svc["spec"].get("ports") or [{"port": 80}]
+        return str(svc["spec"]["clusterIP"]), port or int(ports[0]["port"])
+    if len(parts) == 2:
+        obj = api.get(RESOURCES["pods"], parts[0], parts[1])
+        ip = (obj.get("status") or {}).get("podIP")
+        if not ip:
+            raise LabError(f"TO {target}: the pod has no IP yet")
+        declared = [p["containerPort"] for c in obj["spec"].get("containers", [])
+                    for p in c.get("ports", [])]
+        return str(ip), port or (int(declared[0]) if declared else 80)
+    raise LabError(f"TO {target!r}: expected ns/name, svc/ns/name or an IP")

@@ -1,0 +1,178 @@
+"""The lab's control plane end to end: manifests from kubectl and the official client bring
+up pods with ENI addresses through podlab-cni; a Service spreads connections evenly; a
+StatefulSet pod comes back with its IP; the node agents watch their pods."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client, watch
+
+from podlab.cni import protocol
+from podlab.lab import Lab
+from podlab.lab.kube.manifests import LabApi, ManifestError, apply, load_documents
+from podlab.lab.kube.probe import probe
+
+pytestmark = pytest.mark.root
+EXAMPLE = Path(__file__).parents[2] / "examples/web.yaml"
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 60.0, what: str = "") -> T:
+    """Poll `check` until it returns something truthy, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if result := check():
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:.0f}s: {what}")
+        time.sleep(0.1)
+
+
+def pods(lab: Lab) -> dict[str, dict[str, Any]]:
+    api = LabApi(lab.state.kube_api)
+    return {p["metadata"]["name"]: p for p in api.call("GET", "/api/v1/pods")["items"]}
+
+
+def running(lab: Lab, names: set[str]) -> dict[str, dict[str, Any]] | None:
+    now = pods(lab)
+    ok = all((now.get(n, {}).get("status") or {}).get("phase") == "Running" for n in names)
+    return now if ok else None
+
+
+def kubectl(lab: Lab, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is not installed (issue 6 needs it: /usr/bin/kubectl)")
+    env = {**os.environ, "HOME": str(lab.state.dir)}  # kubectl's cache stays in the lab
+    return subprocess.run([kubectl, "--kubeconfig", lab.state.kubeconfig, *argv], env=env,
+                          capture_output=True, text=True, check=check, timeout=60)
+
+
+def test_kubectl_apply_brings_up_pods_with_eni_addresses(lab: Lab) -> None:
+    kubectl(lab, "apply", "-f", str(EXAMPLE))
+    up = eventually(lambda: running(lab, {"client", "web-0", "web-1", "web-2"}),
+                    what="the example's pods Running")
+    assert lab.cloud is not None
+    assigned = {ip: e.instance_id for e in lab.cloud.model.all_enis()
+                if e.type == "Secondary" for ip in e.ips}
+    instance = {n.name: n.instance_id for n in lab.state.nodes}
+    for pod in up.values():
+        ip, node = pod["status"]["podIP"], pod["spec"]["nodeName"]
+        assert assigned.get(ip) == instance[node], f"{ip} is an ENI address of {node}"
+    assert {p["spec"]["nodeName"] for p in up.values()} == {"n1", "n2"}, "spread"
+    wide = kubectl(lab, "get", "pods", "-o", "wide").stdout
+    for pod in up.values():
+        line = next(row for row in wide.splitlines() if row.startswith(pod["metadata"]["name"]))
+        assert pod["status"]["podIP"] in line
+        assert pod["spec"]["nodeName"] in line
+    assert "unchanged" in kubectl(lab, "apply", "-f", str(EXAMPLE)).stdout
+    state = {p.name: p.ip for p in lab.state.pods}
+    assert state == {n: p["status"]["podIP"] for n, p in up.items()}, "status --json pods"
+
+
+def test_a_service_spreads_connections_evenly(lab: Lab) -> None:
+    api = LabApi(lab.state.kube_api)
+    apply(api, load_documents(EXAMPLE.read_text(), "web.yaml"), "web.yaml")
+    eventually(lambda: running(lab, {"client", "web-0", "web-1", "web-2"}), what="Running")
+    svc = api.call("GET", "/api/v1/namespaces/default/services/web")
+    ip = svc["spec"]["clusterIP"]
+    eventually(lambda: len(api.call("GET", "/apis/discovery.k8s.io/v1/namespaces/default/"
+                                           "endpointslices/web-podlab")["endpoints"]) == 3,
+               what="three endpoints")
+    netns = lab.state.pod("default", "client").netns
+    answers = collections.Counter(probe(netns, ip, 80, "tcp")[2] for _ in range(300))
+    assert set(answers) == {"web-0", "web-1", "web-2"}, answers
+    chi2 = sum((n - 100) ** 2 / 100 for n in answers.values())
+    assert chi2 < 13.8, f"uneven: {answers} (chi-square {chi2:.1f}, 2 dof, p < 0.001)"
+    assert probe(netns, ip, 9000, "udp")[0], "UDP through the Service"
+
+
+def test_a_statefulset_pod_comes_back_with_its_ip(lab: Lab) -> None:
+    api = LabApi(lab.state.kube_api)
+    apply(api, load_documents(EXAMPLE.read_text(), "web.yaml"), "web.yaml")
+    before = eventually(lambda: running(lab, {"web-0", "web-1", "web-2"}), what="Running")
+    uid = before["web-1"]["metadata"]["uid"]
+    api.call("DELETE", "/api/v1/namespaces/default/pods/web-1")
+    after = eventually(lambda: (p := running(lab, {"web-1"})) and
+                       p["web-1"]["metadata"]["uid"] != uid and p, what="web-1 recreated")
+    assert after["web-1"]["status"]["podIP"] == before["web-1"]["status"]["podIP"]
+
+
+def test_the_python_client_watch_sees_pod_ips_appear(lab: Lab) -> None:
+    configuration = client.Configuration()
+    configuration.host = lab.state.kube_api
+    v1 = client.CoreV1Api(client.ApiClient(configuration))
+    start = v1.list_namespaced_pod("default").metadata.resource_version
+    v1.create_namespaced_pod("default", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo"},
+        "spec": {"containers": [{"name": "main", "image": "agnhost"}]}})
+    seen = None
+    for event in watch.Watch().stream(v1.list_namespaced_pod, "default",
+                                      resource_version=start, timeout_seconds=60):
+        if event["object"].status and event["object"].status.pod_ip:
+            seen = event["object"]
+            break
+    assert seen is not None
+    assert seen.metadata.name == "solo"
+    assert seen.status.phase == "Running"
+    assert seen.spec.node_name in ("n1", "n2")
+
+
+def test_an_invalid_manifest_applies_nothing(lab: Lab, tmp_path: Path) -> None:
+    api = LabApi(lab.state.kube_api)
+    text = EXAMPLE.read_text() + """---
+apiVersion: v1
+kind: Pod
+metadata: {name: broken}
+spec:
+  containers: [{name: main, image: x, ports: [{containerPort: 70000}]}]
+"""
+    with pytest.raises(ManifestError, match=r"spec\.containers\[0\]\.ports\[0\]\.containerPort"):
+        apply(api, load_documents(text, "bad.yaml"), "bad.yaml")
+    assert pods(lab) == {}, "one bad document: nothing applied"
+    with pytest.raises(ManifestError, match="unknown kind Deployment"):
+        apply(api, load_documents("apiVersion: apps/v1\nkind: Deployment\n"
+                                  "metadata: {name: d}\n", "d.yaml"), "d.yaml")
+    (tmp_path / "bad.yaml").write_text(text)
+    proc = kubectl(lab, "apply", "-f", str(tmp_path / "bad.yaml"), check=False)
+    assert proc.returncode != 0
+    assert "containerPort" in proc.stderr
+
+
+def test_the_agent_releases_the_ip_of_a_pod_deleted_behind_its_runtime(lab: Lab) -> None:
+    """The node runtime misses the delete (as a kubelet that is down would): the agent's
+    own watch of its node's pods gives the address back."""
+    eventually(lambda: "kube_synced" in agent_events(lab, "n1"), what="the agent's watch")
+    api = LabApi(lab.state.kube_api)
+    api.call("POST", "/api/v1/namespaces/default/pods", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lost"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "main", "image": "x"}]}})
+    ip = eventually(lambda: (running(lab, {"lost"}) or {}).get("lost", {}).get(
+        "status", {}).get("podIP"), what="lost Running")
+    assert lab.control_plane is not None
+    lab.control_plane.runtimes["n1"].queue.stop()
+    api.call("DELETE", "/api/v1/namespaces/default/pods/lost")
+    socket = lab.state.node("n1").agent_socket
+
+    def released() -> bool:
+        info = protocol.call(socket, "info")
+        return not any(a["address"] == ip and a["state"] == "used"
+                       for e in info["enis"] for a in e["ips"])
+
+    eventually(released, what=f"the agent released {ip}")
+    assert "kube_pod_deleted" in agent_events(lab, "n1")
+
+
+def agent_events(lab: Lab, node: str) -> list[str]:
+    log = (lab.state.dir / "nodes" / node / "agent.log").read_text()
+    return [json.loads(line)["event"] for line in log.splitlines() if line.startswith("{")]
