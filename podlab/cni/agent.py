@@ -29,7 +29,7 @@ from podlab.cni.config import AgentConfig, ConfigError, duration
 from podlab.cni.crashpoints import CrashHook, from_environment
 from podlab.cni.identity import Credentials, MetadataClient, MetadataError
 from podlab.cni.metrics import AgentMetrics
-from podlab.cni.pods import cni_result, node_datapath, pod_network, set_up
+from podlab.cni.pods import cni_result, node_datapath, pod_network, set_up, tear_down
 from podlab.cni.pool import BusyError, CapacityError, Lease, NodeFacts, PodRef, Pool
 from podlab.cni.store import Store
 from podlab.datapath.model import DatapathError, PodNetwork
@@ -263,7 +263,8 @@ class Agent:
         if isinstance(lease, dict):
             return lease
         try:
-            done = set_up(dp, _network(lease, request), lease.exclusive)
+            done = set_up(dp, _network(lease, request), lease.exclusive,
+                          self.config.service_cidr)
         except (DatapathError, OSError) as e:
             pool.release(lease.pod, str(request.get("container", "")))
             return {"ok": False, "error": "datapath", "message": str(e)}
@@ -277,7 +278,7 @@ class Agent:
         lease = pool.lease_of(pod)
         if lease is not None and request.get("netns"):
             try:
-                dp.teardown(None, _network(lease, request))
+                tear_down(dp, _network(lease, request), lease.exclusive)
             except (DatapathError, OSError) as e:
                 self.events("teardown_incomplete", pod=pod, error=str(e))
         return {"ok": True, "released": pool.release(pod, container)}

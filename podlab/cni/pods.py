@@ -12,7 +12,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from podlab.cni.pool import Lease
-from podlab.datapath import netlink
+from podlab.datapath import netlink, service_access
 from podlab.datapath.eni import eni_table, prepare_eni
 from podlab.datapath.model import DatapathError, EniLink, PodInterfaces, PodNetwork
 from podlab.datapath.registry import Datapath, datapath, select_datapath
@@ -60,10 +60,26 @@ def _in_pod(netns: str, ifname: str, mac: str) -> bool:
         return index is not None and netlink.link_mac(ns, index).lower() == mac.lower()
 
 
-def set_up(dp: Datapath, pod: PodNetwork, exclusive: bool) -> PodInterfaces:
+def set_up(dp: Datapath, pod: PodNetwork, exclusive: bool, service_cidr: str) -> PodInterfaces:
+    """The pod's interface; a pod that bypasses the node also gets its way to Services."""
     if not exclusive:
         prepare_eni(None, pod.eni)
-    return dp.setup(None, pod)
+    done = dp.setup(None, pod)
+    if service_cidr and _bypasses_node(dp, exclusive):
+        # ipvlan keeps its own node-to-pod route through the node's ipvlan port
+        service_access.attach(pod, IPv4Network(service_cidr), host_route=exclusive)
+    return done
+
+
+def tear_down(dp: Datapath, pod: PodNetwork, exclusive: bool) -> None:
+    dp.teardown(None, pod)
+    if _bypasses_node(dp, exclusive):
+        service_access.detach(pod)
+
+
+def _bypasses_node(dp: Datapath, exclusive: bool) -> bool:
+    """Pods whose packets leave through the ENI and never meet the node's netfilter."""
+    return exclusive or dp.name == "ipvlan"
 
 
 def cni_result(version: str, done: PodInterfaces) -> dict[str, Any]:

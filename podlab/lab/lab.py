@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from podlab.lab.kube.controlplane import ControlPlane
 
 NODE_KUBE_API = f"http://{CLOUD_ENDPOINT_IP}:6443"  # the control plane's API, for nodes
+SERVICE_CIDR = "172.21.0.0/20"  # ClusterIPs of a lab with a control plane
 
 DEFAULT_LAB = "lab"
 Progress = Callable[[str], None]
@@ -80,7 +81,8 @@ class Lab:
         if self.with_control_plane and not agents:
             raise LabError("a control plane needs the node agents (agents=True)")
         if self.with_control_plane:
-            agent_settings = {"kube_api": NODE_KUBE_API, **(agent_settings or {})}
+            agent_settings = {"kube_api": NODE_KUBE_API, "service_cidr": SERVICE_CIDR,
+                              **(agent_settings or {})}
         self.agents = NodeAgents(self.state, self.events, agent_settings) if agents else None
         self.proxy_mode = proxy_mode
         self.control_plane: ControlPlane | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -60,4 +61,37 @@ def test_bad_topology_fails_before_anything_is_made(tmp_path) -> None:  # type: 
     up = podlab("up", "--name", name, "--topology", str(bad))
     assert up.returncode == 1
     assert "nodes[0].vswitch" in up.stderr
+    assert leftovers(name) == []
+
+
+def test_apply_get_probe_and_kubeconfig() -> None:
+    name = unique_lab_name()
+    example = str(Path(__file__).parents[2] / "examples/web.yaml")
+    assert podlab("up", "--name", name).returncode == 0
+    try:
+        kubeconfig = podlab("kubeconfig", "--name", name).stdout.strip()
+        assert "server: http://127.0.0.1:" in Path(kubeconfig).read_text()
+        applied = podlab("apply", "--name", name, "-f", example, "--wait")
+        assert applied.returncode == 0, applied.stderr
+        assert "statefulset/web created" in applied.stdout
+        pods = json.loads(podlab("get", "pods", "--name", name, "--json").stdout)
+        assert {p["metadata"]["name"] for p in pods} == {"client", "web-0", "web-1", "web-2"}
+        assert "CLUSTER-IP" in podlab("get", "svc", "--name", name).stdout
+        ok = podlab("probe", "--name", name, "default/client", "svc/default/web", "--json")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert json.loads(ok.stdout)["answered_by"].startswith("web-")
+        udp = podlab("probe", "--name", name, "default/client", "svc/default/web",
+                     "--port", "9000", "--proto", "udp")
+        assert udp.returncode == 0, udp.stdout
+        refused = podlab("probe", "--name", name, "default/client", "default/web-0", "--port",
+                         "81")
+        assert refused.returncode == 1
+        assert "refused" in refused.stdout
+        status = json.loads(podlab("status", "--name", name, "--json").stdout)
+        ips = {p["status"]["podIP"] for p in pods}
+        assert {p["ip"] for p in status["pods"]} == ips
+        bad = podlab("apply", "--name", name, "-f", "/dev/null/nothing")
+        assert bad.returncode != 0
+    finally:
+        assert podlab("down", "--name", name).returncode == 0
     assert leftovers(name) == []

@@ -21,6 +21,7 @@ from podlab.cni import protocol
 from podlab.lab import Lab
 from podlab.lab.kube.manifests import LabApi, ManifestError, apply, load_documents
 from podlab.lab.kube.probe import probe
+from podlab.lab.pytest_plugin import LabFactory
 
 pytestmark = pytest.mark.root
 EXAMPLE = Path(__file__).parents[2] / "examples/web.yaml"
@@ -80,7 +81,9 @@ def test_kubectl_apply_brings_up_pods_with_eni_addresses(lab: Lab) -> None:
     assert state == {n: p["status"]["podIP"] for n, p in up.items()}, "status --json pods"
 
 
-def test_a_service_spreads_connections_evenly(lab: Lab) -> None:
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+def test_a_service_spreads_connections_evenly(lab_factory: LabFactory, mode: str) -> None:
+    lab = lab_factory(proxy_mode=mode)
     api = LabApi(lab.state.kube_api)
     apply(api, load_documents(EXAMPLE.read_text(), "web.yaml"), "web.yaml")
     eventually(lambda: running(lab, {"client", "web-0", "web-1", "web-2"}), what="Running")
@@ -176,3 +179,46 @@ def test_the_agent_releases_the_ip_of_a_pod_deleted_behind_its_runtime(lab: Lab)
 def agent_events(lab: Lab, node: str) -> list[str]:
     log = (lab.state.dir / "nodes" / node / "agent.log").read_text()
     return [json.loads(line)["event"] for line in log.splitlines() if line.startswith("{")]
+
+
+def test_the_scheduler_follows_selectors_and_eni_capacity(lab: Lab) -> None:
+    api = LabApi(lab.state.kube_api)
+    zone = lab.state.node("n2").zone
+    capacity = sum(int(n["status"]["allocatable"]["pods"])
+                   for n in api.call("GET", "/api/v1/nodes")["items"])
+
+    def pod(name: str, **spec: Any) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                "spec": {"containers": [{"name": "main", "image": "x"}], **spec}}
+
+    apply(api, [pod("picky", nodeSelector={"topology.kubernetes.io/zone": zone}),
+                *(pod(f"fill-{i}") for i in range(capacity - 1)), pod("one-too-many")], "t")
+    names = {"picky", *(f"fill-{i}" for i in range(capacity - 1))}
+    up = eventually(lambda: running(lab, names), what=f"{capacity} pods Running")
+    assert up["picky"]["spec"]["nodeName"] == "n2"
+    extra = eventually(lambda: (c := pods(lab)["one-too-many"]["status"].get("conditions"))
+                       and c[0].get("reason") == "Unschedulable" and c[0], what="Unschedulable")
+    assert "too many pods (ENI capacity)" in extra["message"]
+    assert not pods(lab)["one-too-many"]["spec"].get("nodeName")
+
+
+def test_services_work_from_exclusive_eni_pods(lab_factory: LabFactory) -> None:
+    """Their packets leave through the ENI, past the node: veth1 takes the Service CIDR
+    into the node's stack, where kube-proxy's rules apply."""
+    lab = lab_factory(agent_settings={"eni_mode": "exclusive", "min_pool_size": 0})
+    api = LabApi(lab.state.kube_api)
+    apply(api, load_documents(EXAMPLE.read_text(), "web.yaml"), "web.yaml")
+    up = eventually(lambda: running(lab, {"client", "web-0", "web-1", "web-2"}),
+                    what="exclusive-ENI pods Running")
+    assert lab.cloud is not None
+    primaries = {e.primary_ip for e in lab.cloud.model.all_enis() if e.type == "Secondary"}
+    assert {p["status"]["podIP"] for p in up.values()} <= primaries, "each pod owns an ENI"
+    ip = api.call("GET", "/api/v1/namespaces/default/services/web")["spec"]["clusterIP"]
+    netns = lab.state.pod("default", "client").netns
+    eventually(lambda: len(api.call("GET", "/apis/discovery.k8s.io/v1/namespaces/default/"
+                                           "endpointslices/web-podlab")["endpoints"]) == 3,
+               what="three endpoints")
+    answers = {probe(netns, ip, 80, "tcp")[2] for _ in range(30)}
+    assert answers == {"web-0", "web-1", "web-2"}
+    assert probe(netns, up["web-0"]["status"]["podIP"], 8080, "tcp")[2] == "web-0", \
+        "pod to pod still goes through the ENIs"

@@ -77,7 +77,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from podlab.lab.kube.manifests import apply, load_documents
 
     _, api = _lab(args.name)
-    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    except OSError as e:
+        raise LabError(f"cannot read {args.file}: {e.strerror}") from None
     docs = load_documents(text, args.file)
 
     def say(a: Applied) -> None:

@@ -21,13 +21,12 @@ from podlab.lab.kube.node_runtime import NodeRuntime
 from podlab.lab.kube.scheduler import Scheduler
 from podlab.lab.kube.service_proxy import ServiceProxy
 from podlab.lab.kube.statefulsets import StatefulSetController
-from podlab.lab.lab import NODE_KUBE_API
+from podlab.lab.lab import NODE_KUBE_API, SERVICE_CIDR
 
 if TYPE_CHECKING:
     from podlab.lab.lab import Lab
 
 KUBE_API_PORT = int(NODE_KUBE_API.rsplit(":", 1)[1])
-SERVICE_CIDR = "172.21.0.0/20"
 
 
 class ControlPlane:

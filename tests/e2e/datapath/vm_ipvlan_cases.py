@@ -10,7 +10,10 @@ from __future__ import annotations
 import pytest
 
 from podlab.datapath import datapath, kernel_has_ipvlan, select_datapath
+from podlab.datapath.kubeproxy import Backend, KubeProxy, ServicePort
 from podlab.fakecloud import default_topology
+from podlab.lab.kube.probe import probe
+from podlab.lab.workload import Workload
 from tests.e2e.datapath.world import (
     PODS,
     World,
@@ -57,8 +60,11 @@ def test_ipvlan_end_to_end(lab_factory) -> None:  # type: ignore[no-untyped-def]
 
 def test_ipvlan_through_the_agent_and_podlab_cni(lab_factory) -> None:  # type: ignore[no-untyped-def]
     """The whole path on ipvlan: node agents that chose ipvlan by probing the kernel, pods
-    plumbed through podlab-cni, across nodes and from the node; DEL leaves the node clean."""
-    lab = lab_factory(default_topology(nodes=2))
+    plumbed through podlab-cni, across nodes and from the node, a ClusterIP Service
+    reached through the node's kube-proxy rules (veth1); DEL leaves the node clean.
+    No control plane: the VM emulates its CPU, and kube-proxy is driven directly."""
+    lab = lab_factory(default_topology(nodes=2), control_plane=False,
+                      agent_settings={"service_cidr": "172.21.0.0/20"})
     assert {n.datapath for n in lab.state.nodes} == {"ipvlan"}
     lab.add_pod("default", "a", "n1")
     lab.add_pod("default", "b", "n2")
@@ -69,6 +75,14 @@ def test_ipvlan_through_the_agent_and_podlab_cni(lab_factory) -> None:  # type: 
         "info_kind"] == "ipvlan"
     assert ping(lab, "default/a", ip_b, count=2)
     assert ping(lab, "n1", ip_a)
+    web = Workload("b", netns=lab.state.pod("default", "b").netns, http=[8080]).start()
+    try:
+        KubeProxy("iptables", lab.state.node("n1").netns).sync([ServicePort(
+            "default", "web", "http", "tcp", "172.21.0.10", 80, (Backend(ip_b, 8080),))])
+        assert probe(lab.state.pod("default", "a").netns, "172.21.0.10", 80, "tcp") == (
+            True, "connected", "b"), "an ipvlan pod reaches a ClusterIP through its node"
+    finally:
+        web.stop()
     assert cni(lab, "CHECK", "default/a", "n1")[0] == 0
     assert cni(lab, "DEL", "default/a", "n1") == (0, {})
     assert cni(lab, "DEL", "default/a", "n1") == (0, {})

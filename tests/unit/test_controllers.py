@@ -1,0 +1,63 @@
+"""The controllers' decisions, on a store with no lab behind it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podlab.datapath.kubeproxy import Backend
+from podlab.kubeapi.store import Store
+from podlab.lab.kube.controlplane import node_object
+from podlab.lab.kube.endpoints import endpoint_slice, target_port
+from podlab.lab.kube.scheduler import Scheduler
+from podlab.lab.kube.service_proxy import service_ports
+
+
+def pod(name: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": labels or {}},
+            "spec": {"containers": [{"name": "c", "image": "x", "ports": [
+                {"name": "http", "containerPort": 8080}]}], **spec}}
+
+
+def test_the_scheduler_spreads_filters_by_selector_and_capacity() -> None:
+    store = Store()
+    for name, zone in (("n1", "z1"), ("n2", "z2"), ("n3", "z2")):
+        store.create("nodes", node_object(name, "10.0.0.1", zone, "ecs.g7.large", 2))
+    scheduler = Scheduler(store, capacity={"n1": 2, "n2": 1, "n3": 2}.__getitem__)
+    store.create("pods", pod("a", nodeName="n3"))
+    assert scheduler.choose(pod("b"))[0] == "n1", "fewest pods, ties by name"
+    store.create("pods", pod("b", nodeName="n1"))
+    assert scheduler.choose(pod("c"))[0] == "n2"
+    store.create("pods", pod("c", nodeName="n2"))
+    assert scheduler.choose(pod("d", nodeSelector={"topology.kubernetes.io/zone": "z2"}))[
+        0] == "n3", "n2 is full"
+    store.create("pods", pod("d", nodeName="n3"))
+    store.create("pods", pod("e", nodeName="n1"))
+    node, why = scheduler.choose(pod("f"))
+    assert node is None
+    assert why == "0/3 nodes are available: 3 node(s) too many pods (ENI capacity)."
+    node, why = scheduler.choose(pod("g", nodeSelector={"disk": "ssd"}))
+    assert "3 node(s) didn't match Pod's node affinity/selector" in why
+
+
+def test_endpoints_resolve_named_ports_and_kube_proxy_takes_ready_ones() -> None:
+    web = pod("web-0", {"app": "web"}, nodeName="n1")
+    web["metadata"]["uid"] = "u1"
+    web["status"] = {"podIP": "192.168.0.7"}
+    svc = {"metadata": {"namespace": "default", "name": "web"},
+           "spec": {"clusterIP": "172.21.0.9", "selector": {"app": "web"}, "ports": [
+               {"name": "http", "port": 80, "targetPort": "http"},
+               {"name": "raw", "port": 81, "targetPort": 9000, "protocol": "UDP"}]}}
+    assert target_port(svc["spec"]["ports"][0], web) == 8080
+    assert target_port(svc["spec"]["ports"][1], web) == 9000
+    ready = endpoint_slice(svc, [web], svc["spec"]["ports"])
+    not_ready = {**ready, "endpoints": [{**ready["endpoints"][0], "conditions": {
+        "ready": False}}]}
+    headless = {"metadata": {"namespace": "default", "name": "h"},
+                "spec": {"clusterIP": "None", "ports": [{"port": 1}]}}
+    ports = {p.port_name: p for p in service_ports([svc, headless], [ready])}
+    assert ports["http"].backends == (Backend("192.168.0.7", 8080),)
+    assert ports["raw"].protocol == "udp"
+    assert ports["raw"].backends == (Backend("192.168.0.7", 9000),)
+    assert all(p.backends == () for p in service_ports([svc], [not_ready]))
+    assert {p.name for p in service_ports([svc, headless], [ready])} == {"web"}
