@@ -72,7 +72,7 @@ class AgentConfig:
     eni_tags: dict[str, str] = field(default_factory=dict)
     kube_api: str = ""  # the Kubernetes API URL; "" runs without (GC only through CNI GC)
     node_name: str = ""  # this node's name in that API: the pods watched are its own
-    service_cidr: str = ""  # exclusive-ENI pods reach it through the node (service_access)
+    service_cidr: str = ""  # ipvlan/exclusive-ENI pods reach it via the node (service_access)
 
     @property
     def dual_stack(self) -> bool:

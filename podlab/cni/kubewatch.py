@@ -1,6 +1,7 @@
 """The agent's view of its node's pods through the Kubernetes API (official client), as
 Terway's daemon has it: GC of addresses whose pods are gone, and each pod's owner and
 annotations on ADD, which decide whether its IP is kept for it (StatefulSet, fixed IP).
+The watch keeps those facts, so an ADD does not ask the API again.
 
 GC is sound against the race with a pod being created: a lease is taken only by an ADD,
 and the runtime ADDs only pods that already exist in the API. So a lease older than the
@@ -24,6 +25,19 @@ RELIST_BACKOFF = 1.0  # seconds between attempts while the API is unreachable
 WATCH_TIMEOUT = 60  # seconds a watch lasts before a relist (bounds drift)
 
 
+Facts = tuple[str | None, dict[str, str]]  # controller kind, annotations
+
+
+def _key(obj: Any) -> str:
+    return f"{obj.metadata.namespace}/{obj.metadata.name}"
+
+
+def _facts(obj: Any) -> Facts:
+    owners = obj.metadata.owner_references or []
+    kind = next((o.kind for o in owners if o.controller), None)
+    return kind, dict(obj.metadata.annotations or {})
+
+
 class PodWatch:
     def __init__(self, url: str, node: str, pool: Pool,
                  events: Callable[..., None]) -> None:
@@ -33,17 +47,18 @@ class PodWatch:
         self.node, self.pool, self.events = node, pool, events
         self._stop = threading.Event()
         self._watch: Any = None  # a watch.Watch while one streams
+        self._known: dict[str, Facts] = {}  # the node's pods, as the watch last saw them
 
-    def pod_facts(self, pod: str) -> tuple[str | None, dict[str, str]]:
-        """The pod's controller kind and annotations; (None, {}) for an unknown pod."""
+    def pod_facts(self, pod: str) -> Facts:
+        """The pod's controller kind and annotations, from the watch; on an ADD that
+        outran its pod's watch event, from the API; (None, {}) for an unknown pod."""
+        if (known := self._known.get(pod)) is not None:
+            return known
         namespace, _, name = pod.partition("/")
         try:
-            obj: Any = self.api.read_namespaced_pod(name, namespace)
+            return _facts(self.api.read_namespaced_pod(name, namespace))
         except ApiException:
             return None, {}
-        owners = obj.metadata.owner_references or []
-        kind = next((o.kind for o in owners if o.controller), None)
-        return kind, dict(obj.metadata.annotations or {})
 
     def run(self) -> None:
         """List, GC, watch; again on any failure or when the watch times out."""
@@ -63,9 +78,9 @@ class PodWatch:
         selector = f"spec.nodeName={self.node}"
         started = time.time()
         listed: Any = self.api.list_pod_for_all_namespaces(field_selector=selector)
-        live = [f"{p.metadata.namespace}/{p.metadata.name}" for p in listed.items]
-        released = self.pool.gc(live, leased_before=started)
-        self.events("kube_synced", pods=len(live), released=released)
+        self._known = {_key(p): _facts(p) for p in listed.items}
+        released = self.pool.gc(self._known, leased_before=started)
+        self.events("kube_synced", pods=len(self._known), released=released)
         self._watch = Watch()
         for event in self._watch.stream(self.api.list_pod_for_all_namespaces,
                                         field_selector=selector,
@@ -74,7 +89,10 @@ class PodWatch:
             if self._stop.is_set():
                 return
             obj: Any = event["object"]
-            if event["type"] == "DELETED":
-                pod = f"{obj.metadata.namespace}/{obj.metadata.name}"
-                if self.pool.release(pod):
-                    self.events("kube_pod_deleted", pod=pod)
+            pod = _key(obj)
+            if event["type"] != "DELETED":
+                self._known[pod] = _facts(obj)
+                continue
+            self._known.pop(pod, None)
+            if self.pool.release(pod):
+                self.events("kube_pod_deleted", pod=pod)

@@ -14,6 +14,7 @@ from typing import Any
 from podlab.cni.pool import Lease
 from podlab.datapath import netlink, service_access
 from podlab.datapath.eni import eni_table, prepare_eni
+from podlab.datapath.exclusive_eni import eni_in_pod
 from podlab.datapath.model import DatapathError, EniLink, PodInterfaces, PodNetwork
 from podlab.datapath.registry import Datapath, datapath, select_datapath
 
@@ -56,8 +57,7 @@ def _in_pod(netns: str, ifname: str, mac: str) -> bool:
     if not netlink.netns_path(netns).exists():
         return False
     with netlink.opened(netns) as ns:
-        index = netlink.link_index(ns, ifname)
-        return index is not None and netlink.link_mac(ns, index).lower() == mac.lower()
+        return eni_in_pod(ns, ifname, mac) is not None
 
 
 def set_up(dp: Datapath, pod: PodNetwork, exclusive: bool, service_cidr: str) -> PodInterfaces:

@@ -31,7 +31,7 @@ class ExclusiveEniDatapath:
                 node.link("set", index=index, ifname=pod.ifname,
                           net_ns_fd=str(netlink.netns_path(pod.netns)))
         with netlink.opened(pod.netns) as ns:
-            inner = _eni_in_pod(ns, pod)
+            inner = eni_in_pod(ns, pod.ifname, pod.eni.mac)
             if inner is None:
                 raise DatapathError(f"ENI {pod.eni.device} ({pod.eni.mac}) is neither on the "
                                     f"node nor in {pod.netns} as {pod.ifname}")
@@ -42,7 +42,7 @@ class ExclusiveEniDatapath:
         if not netlink.netns_path(pod.netns).exists():
             return
         with netlink.opened(pod.netns) as ns:
-            inner = _eni_in_pod(ns, pod)
+            inner = eni_in_pod(ns, pod.ifname, pod.eni.mac)
             if inner is None:
                 return
             ns.link("set", index=inner, state="down")
@@ -50,15 +50,16 @@ class ExclusiveEniDatapath:
 
     def check(self, node_netns: str | None, pod: PodNetwork) -> list[str]:
         with netlink.opened(pod.netns) as ns:
-            inner = _eni_in_pod(ns, pod)
+            inner = eni_in_pod(ns, pod.ifname, pod.eni.mac)
             if inner is None:
                 return [f"pod: no {pod.ifname} with the ENI's MAC {pod.eni.mac}"]
             return check_pod_side(ns, inner, pod)
 
 
-def _eni_in_pod(ns: Any, pod: PodNetwork) -> int | None:
-    index = netlink.link_index(ns, pod.ifname)
-    if index is None or netlink.link_mac(ns, index) != pod.eni.mac:
+def eni_in_pod(ns: Any, ifname: str, mac: str) -> int | None:
+    """The index of the pod's `ifname` if it is the ENI with `mac`."""
+    index = netlink.link_index(ns, ifname)
+    if index is None or netlink.link_mac(ns, index).lower() != mac.lower():
         return None
     return index
 

@@ -15,34 +15,28 @@ the source of Service traffic from such a pod.
 from __future__ import annotations
 
 import errno
-import hashlib
 import subprocess
 from ipaddress import IPv4Network
 
 from podlab.datapath import netlink
 from podlab.datapath.model import DatapathError, PodNetwork
-from podlab.datapath.veth import GATEWAY
+from podlab.datapath.veth import GATEWAY, host_veth_name
 
 POD_IFNAME = "veth1"
 HOST_PREFIX = "plsvc"
 MASQ_MARK = "0x2000/0x2000"  # beside kube-proxy's 0x4000
-COMMENT = "podlab: service access from exclusive-ENI pods"
+COMMENT = "podlab: service access from pods that bypass the node"
 RULES = (
     ("mangle", "PREROUTING", ["-i", f"{HOST_PREFIX}+", "-j", "MARK", "--set-xmark", MASQ_MARK]),
     ("nat", "POSTROUTING", ["-m", "mark", "--mark", MASQ_MARK, "-j", "MASQUERADE"]),
 )
 
 
-def host_name(pod: PodNetwork) -> str:
-    digest = hashlib.sha1(f"{pod.netns}/{pod.ifname}".encode()).hexdigest()
-    return HOST_PREFIX + digest[: 15 - len(HOST_PREFIX)]
-
-
 def attach(pod: PodNetwork, service_cidr: IPv4Network, *, host_route: bool) -> None:
     """In the caller's netns (the node): the pair, the routes, the masquerade; idempotent.
     `host_route`: the node's route back to the pod goes through the pair (the node has
     none of its own to an exclusive-ENI pod)."""
-    host = host_name(pod)
+    host = host_veth_name(pod, HOST_PREFIX)
     with netlink.opened(None) as node:
         if netlink.link_index(node, host) is None:
             node.link("add", ifname=host, kind="veth", peer={
@@ -77,7 +71,7 @@ def attach(pod: PodNetwork, service_cidr: IPv4Network, *, host_route: bool) -> N
 def detach(pod: PodNetwork) -> None:
     """Deleting the node's end takes the pod's end and the /32 route with it."""
     with netlink.opened(None) as node:
-        index = netlink.link_index(node, host_name(pod))
+        index = netlink.link_index(node, host_veth_name(pod, HOST_PREFIX))
         if index is not None:
             with netlink.tolerating(*netlink.GONE):
                 node.link("del", index=index)

@@ -25,10 +25,10 @@ FROM_POD_PRIORITY = 2048
 HOST_PREFIX = "cali"  # Terway's prefix, so policy agents that match `cali+` see pods
 
 
-def host_veth_name(pod: PodNetwork) -> str:
-    """A stable 15-byte name for the node's end of the pod's veth."""
+def host_veth_name(pod: PodNetwork, prefix: str = HOST_PREFIX) -> str:
+    """A stable 15-byte name for the node's end of a veth to the pod."""
     digest = hashlib.sha1(f"{pod.netns}/{pod.ifname}".encode()).hexdigest()
-    return HOST_PREFIX + digest[: 15 - len(HOST_PREFIX)]
+    return prefix + digest[: 15 - len(prefix)]
 
 
 class VethDatapath:

@@ -13,7 +13,7 @@ from typing import Any
 
 from podlab.fakecloud import default_topology
 from podlab.lab.errors import LabError
-from podlab.lab.kube.manifests import LabApi, apply, load_documents
+from podlab.lab.kube.manifests import LabApi, apply, load_documents, running
 from podlab.lab.kube.probe import probe
 from podlab.lab.lab import Lab
 from podlab.lab.ownership import leftovers
@@ -42,15 +42,6 @@ def _wait(what: str, check: Callable[[], bool], timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise LabError(f"not within {timeout:.0f}s: {what}")
         time.sleep(0.2)  # polling the lab's API, with a deadline
-
-
-def _pods(api: LabApi) -> dict[str, dict[str, Any]]:
-    return {p["metadata"]["name"]: p for p in api.call("GET", "/api/v1/pods")["items"]}
-
-
-def _running(api: LabApi, names: list[str]) -> bool:
-    pods = _pods(api)
-    return all((pods.get(n, {}).get("status") or {}).get("phase") == "Running" for n in names)
 
 
 def _matrix(lab: Lab, api: LabApi, pods: dict[str, dict[str, Any]]) -> None:
@@ -91,8 +82,8 @@ def run_demo() -> int:
         apply(api, docs, "examples/web.yaml",
               progress=lambda a: print(f" {a.kind.lower()}/{a.name} {a.action}", flush=True))
         names = ["client", "web-0", "web-1", "web-2"]
-        _wait("the pods Running", lambda: _running(api, names))
-        pods = _pods(api)
+        _wait("the pods Running", lambda: running(api.pods(), names))
+        pods = api.pods()
         assert lab.cloud is not None
         eni_of = {ip: e.id for e in lab.cloud.model.all_enis() for ip in e.ips}
         print(table(["pod", "node", "ip", "eni (from the cloud)"],
@@ -106,9 +97,9 @@ def run_demo() -> int:
         _step("A StatefulSet pod deleted comes back with the same IP (fixed IP)")
         ip, uid = pods["web-1"]["status"]["podIP"], pods["web-1"]["metadata"]["uid"]
         api.call("DELETE", "/api/v1/namespaces/default/pods/web-1")
-        _wait("web-1 recreated", lambda: _running(api, ["web-1"]) and
-              _pods(api)["web-1"]["metadata"]["uid"] != uid)
-        again = _pods(api)["web-1"]["status"]["podIP"]
+        _wait("web-1 recreated", lambda: running(now := api.pods(), ["web-1"]) and
+              now["web-1"]["metadata"]["uid"] != uid)
+        again = api.pods()["web-1"]["status"]["podIP"]
         print(f" {'✓' if again == ip else '✗'} web-1: {ip} before, {again} after")
         if again != ip:
             raise LabError("web-1 came back with another IP")

@@ -33,7 +33,8 @@ from podlab.lab.state import LabState, NodeState, PodState, run_dir
 if TYPE_CHECKING:
     from podlab.lab.kube.controlplane import ControlPlane
 
-NODE_KUBE_API = f"http://{CLOUD_ENDPOINT_IP}:6443"  # the control plane's API, for nodes
+KUBE_API_PORT = 6443
+NODE_KUBE_API = f"http://{CLOUD_ENDPOINT_IP}:{KUBE_API_PORT}"  # the control plane's, for nodes
 SERVICE_CIDR = "172.21.0.0/20"  # ClusterIPs of a lab with a control plane
 
 DEFAULT_LAB = "lab"

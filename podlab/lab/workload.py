@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 from podlab.datapath.netlink import in_netns
 
@@ -104,8 +104,7 @@ def _server_in(cls: type[socketserver.BaseServer], handler: type, port: int,
     except BaseException:
         server.server_close()
         raise
-    made: socketserver.BaseServer = server
-    return made
+    return cast(socketserver.BaseServer, server)
 
 
 def main(argv: list[str] | None = None) -> int:

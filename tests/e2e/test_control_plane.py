@@ -20,6 +20,7 @@ from kubernetes import client, watch
 from podlab.cni import protocol
 from podlab.lab import Lab
 from podlab.lab.kube.manifests import LabApi, ManifestError, apply, load_documents
+from podlab.lab.kube.manifests import running as all_running
 from podlab.lab.kube.probe import probe
 from podlab.lab.pytest_plugin import LabFactory
 
@@ -40,14 +41,13 @@ def eventually(check: Callable[[], T | None], timeout: float = 60.0, what: str =
 
 
 def pods(lab: Lab) -> dict[str, dict[str, Any]]:
-    api = LabApi(lab.state.kube_api)
-    return {p["metadata"]["name"]: p for p in api.call("GET", "/api/v1/pods")["items"]}
+    return LabApi(lab.state.kube_api).pods()
 
 
 def running(lab: Lab, names: set[str]) -> dict[str, dict[str, Any]] | None:
+    """The pods, once all of `names` run."""
     now = pods(lab)
-    ok = all((now.get(n, {}).get("status") or {}).get("phase") == "Running" for n in names)
-    return now if ok else None
+    return now if all_running(now, names) else None
 
 
 def kubectl(lab: Lab, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -101,6 +101,8 @@ def test_a_service_spreads_connections_evenly(lab_factory: LabFactory, mode: str
 
 
 def test_a_statefulset_pod_comes_back_with_its_ip(lab: Lab) -> None:
+    """Its address waits for it: pods that start on its node while it is away get others
+    (a released address would be the next one handed out)."""
     api = LabApi(lab.state.kube_api)
     apply(api, load_documents(EXAMPLE.read_text(), "web.yaml"), "web.yaml")
     before = eventually(lambda: running(lab, {"web-0", "web-1", "web-2"}), what="Running")
@@ -109,6 +111,22 @@ def test_a_statefulset_pod_comes_back_with_its_ip(lab: Lab) -> None:
     after = eventually(lambda: (p := running(lab, {"web-1"})) and
                        p["web-1"]["metadata"]["uid"] != uid and p, what="web-1 recreated")
     assert after["web-1"]["status"]["podIP"] == before["web-1"]["status"]["podIP"]
+
+    sts = "/apis/apps/v1/namespaces/default/statefulsets/web"
+    api.call("PATCH", sts, {"spec": {"replicas": 1}}, "application/merge-patch+json")
+    eventually(lambda: not {"web-1", "web-2"} & set(pods(lab)), what="scaled to 1")
+    grabbers = {f"grab-{n}-{i}": before[n]["spec"]["nodeName"]
+                for n in ("web-1", "web-2") for i in range(3)}
+    for name, node in grabbers.items():
+        api.call("POST", "/api/v1/namespaces/default/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": node, "containers": [{"name": "main", "image": "x"}]}})
+    grabbed = eventually(lambda: running(lab, set(grabbers)), what="the grabbers Running")
+    kept = {before[n]["status"]["podIP"] for n in ("web-1", "web-2")}
+    assert not kept & {grabbed[g]["status"]["podIP"] for g in grabbers}, "reserved"
+    api.call("PATCH", sts, {"spec": {"replicas": 3}}, "application/merge-patch+json")
+    back = eventually(lambda: running(lab, {"web-1", "web-2"}), what="scaled back to 3")
+    assert {back[n]["status"]["podIP"] for n in ("web-1", "web-2")} == kept
 
 
 def test_the_python_client_watch_sees_pod_ips_appear(lab: Lab) -> None:

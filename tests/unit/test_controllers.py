@@ -21,9 +21,9 @@ def pod(name: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[st
 
 def test_the_scheduler_spreads_filters_by_selector_and_capacity() -> None:
     store = Store()
-    for name, zone in (("n1", "z1"), ("n2", "z2"), ("n3", "z2")):
-        store.create("nodes", node_object(name, "10.0.0.1", zone, "ecs.g7.large", 2))
-    scheduler = Scheduler(store, capacity={"n1": 2, "n2": 1, "n3": 2}.__getitem__)
+    for name, zone, capacity in (("n1", "z1", 2), ("n2", "z2", 1), ("n3", "z2", 2)):
+        store.create("nodes", node_object(name, "10.0.0.1", zone, "ecs.g7.large", capacity))
+    scheduler = Scheduler(store)
     store.create("pods", pod("a", nodeName="n3"))
     assert scheduler.choose(pod("b"))[0] == "n1", "fewest pods, ties by name"
     store.create("pods", pod("b", nodeName="n1"))

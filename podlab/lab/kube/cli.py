@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from podlab.kubeapi.resources import RESOURCES, Resource
+from podlab.kubeapi.tables import AGE, COLUMNS, NAME
 from podlab.lab.errors import LabError
 from podlab.lab.kube.probe import ProbeResult, probe
 from podlab.lab.state import LabState
@@ -35,7 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("apply", help="apply a multi-document YAML manifest to the lab's API")
     p.add_argument("--name", default="lab")
     p.add_argument("-f", "--file", required=True, help="a YAML file, or - for stdin")
-    p.add_argument("--wait", action="store_true", help="until the applied pods are Running")
+    p.add_argument("--wait", action="store_true",
+                   help="until the pods it makes (Pods, StatefulSets' pods) are Running")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_apply)
 
@@ -56,20 +58,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_probe)
 
 
-def _lab(name: str) -> tuple[LabState, LabApi]:
+def _state(name: str) -> LabState:
     try:
         state = LabState.load(name)
     except FileNotFoundError:
         raise LabError(f"no lab named {name!r}: `podlab up --name {name}` first") from None
     if not state.kube_api:
         raise LabError(f"lab {name!r} runs without a control plane")
+    return state
+
+
+def _lab(name: str) -> tuple[LabState, LabApi]:
     from podlab.lab.kube.manifests import LabApi
 
+    state = _state(name)
     return state, LabApi(state.kube_api)
 
 
 def cmd_kubeconfig(args: argparse.Namespace) -> int:
-    print(_lab(args.name)[0].kubeconfig)
+    print(_state(args.name).kubeconfig)  # in every `kubectl --kubeconfig $(…)`: no client
     return 0
 
 
@@ -89,22 +96,32 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     done = apply(api, docs, args.file, progress=say)
     if args.wait:
-        pods = [(d["metadata"].get("namespace", "default"), d["metadata"]["name"])
-                for d in docs if d["kind"] == "Pod"]
-        _wait_running(api, pods)
+        _wait_running(api, _pods_of(docs))
     if args.json:
         print(json.dumps([a.__dict__ for a in done]))
     return 0
 
 
+def _pods_of(docs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The pods the documents make: their Pods, and each StatefulSet's ordinals."""
+    pods = []
+    for d in docs:
+        ns, name = d["metadata"].get("namespace", "default"), d["metadata"]["name"]
+        if d["kind"] == "Pod":
+            pods.append((ns, name))
+        elif d["kind"] == "StatefulSet":
+            pods += [(ns, f"{name}-{i}") for i in range(int(d["spec"].get("replicas", 1)))]
+    return pods
+
+
 def _wait_running(api: LabApi, pods: list[tuple[str, str]]) -> None:
+    from podlab.lab.kube.manifests import running
+
     deadline = time.monotonic() + WAIT_TIMEOUT
     pending = set(pods)
     while pending:
-        for ns, name in sorted(pending):
-            if (api.get(RESOURCES["pods"], ns, name).get("status") or {}).get(
-                    "phase") == "Running":
-                pending.discard((ns, name))
+        listed = {ns: api.pods(ns) for ns, _ in pending}
+        pending = {(ns, name) for ns, name in pending if not running(listed[ns], [name])}
         if not pending:
             break
         if time.monotonic() > deadline:
@@ -121,31 +138,20 @@ def _resource(kind: str) -> Resource:
     raise LabError(f"unknown kind {kind!r}; one of: {', '.join(sorted(RESOURCES))}")
 
 
-def _row(resource: Resource, obj: dict[str, Any]) -> list[str]:
-    meta = obj["metadata"]
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    first = [meta.get("namespace", ""), meta["name"]] if resource.namespaced else [meta["name"]]
-    if resource.name == "pods":
-        return [*first, spec.get("nodeName", ""), status.get("podIP", ""),
-                status.get("phase", "")]
-    if resource.name == "services":
-        ports = ",".join(f"{p['port']}/{p.get('protocol', 'TCP')}" for p in spec.get("ports", []))
-        return [*first, spec.get("clusterIP", ""), ports]
-    return first
-
-
-COLUMNS = {"pods": ["node", "ip", "phase"], "services": ["cluster-ip", "ports"]}
-
-
 def cmd_get(args: argparse.Namespace) -> int:
+    """The server's own columns (`kubectl get -o wide`'s): a pod's IP and node are what a
+    network lab is read for."""
     _, api = _lab(args.name)
     resource = _resource(args.kind)
     items = api.list(resource, args.namespace)
     if args.json:
         print(json.dumps(items, indent=2))
         return 0
-    head = ["namespace", "name"] if resource.namespaced else ["name"]
-    print(table([*head, *COLUMNS.get(resource.name, [])], [_row(resource, o) for o in items]))
+    columns = COLUMNS.get(resource.name, [NAME, AGE])
+    head = ["namespace"] if resource.namespaced else []
+    print(table([*head, *(c.name for c in columns)],
+                [[*([o["metadata"].get("namespace", "")] if head else []),
+                  *(c.cell(o) for c in columns)] for o in items]))
     return 0
 
 

@@ -21,12 +21,11 @@ from podlab.lab.kube.node_runtime import NodeRuntime
 from podlab.lab.kube.scheduler import Scheduler
 from podlab.lab.kube.service_proxy import ServiceProxy
 from podlab.lab.kube.statefulsets import StatefulSetController
-from podlab.lab.lab import NODE_KUBE_API, SERVICE_CIDR
+from podlab.lab.lab import KUBE_API_PORT, SERVICE_CIDR
 
 if TYPE_CHECKING:
     from podlab.lab.lab import Lab
 
-KUBE_API_PORT = int(NODE_KUBE_API.rsplit(":", 1)[1])
 
 
 class ControlPlane:
@@ -37,7 +36,6 @@ class ControlPlane:
         self.servers: list[KubeApiServer] = []
         self.controllers: list[Controller] = []
         self.runtimes: dict[str, NodeRuntime] = {}
-        self._capacity: dict[str, int] = {}
 
     @property
     def kubeconfig(self) -> Path:
@@ -49,12 +47,15 @@ class ControlPlane:
             self.lab.state.fabric_netns, CLOUD_ENDPOINT_IP, KUBE_API_PORT)).start()]
         write_kubeconfig(self.kubeconfig, host.url, name=self.lab.name)
         for node in self.lab.state.nodes:
+            # Pods the node's ENIs can hold, as its agent reports: the scheduler reads it
+            # from the Node, as kube-scheduler reads allocatable pods.
+            capacity = int(protocol.call(node.agent_socket, "info")["capacity"])
             self.store.create("nodes", node_object(node.name, node.primary_ip, node.zone,
-                                                   node.instance_type, self.capacity(node.name)))
+                                                   node.instance_type, capacity))
         self.runtimes = {n.name: NodeRuntime(self.lab, self.store, n.name).start()
                          for n in self.lab.state.nodes}
         self.controllers = [
-            Scheduler(self.store, self.capacity).start(),
+            Scheduler(self.store).start(),
             EndpointsController(self.store).start(),
             StatefulSetController(self.store).start(),
             ServiceProxy(self.store, self.proxy_mode,
@@ -71,13 +72,6 @@ class ControlPlane:
             controller.stop()
         for server in self.servers:
             server.stop()
-
-    def capacity(self, node: str) -> int:
-        """Pods the node's ENIs can hold, as its agent reports (static per instance type)."""
-        if node not in self._capacity:
-            info = protocol.call(self.lab.state.node(node).agent_socket, "info")
-            self._capacity[node] = int(info["capacity"])
-        return self._capacity[node]
 
     def _fan_out(self, kind: str, resource: str, obj: dict[str, Any]) -> None:
         for controller in self.controllers:

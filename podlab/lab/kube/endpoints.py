@@ -87,12 +87,12 @@ def endpoints(svc: dict[str, Any], pods: list[dict[str, Any]],
     meta = svc["metadata"]
     subsets = []
     for port in ports:
-        addresses = [{"ip": p["status"]["podIP"], "nodeName": p["spec"].get("nodeName"),
-                      "targetRef": _ref(p)} for p in pods if target_port(port, p)]
-        if addresses:
-            number = target_port(port, next(p for p in pods if target_port(port, p)))
+        serving = [(p, n) for p in pods if (n := target_port(port, p))]
+        if serving:
+            addresses = [{"ip": p["status"]["podIP"], "nodeName": p["spec"].get("nodeName"),
+                          "targetRef": _ref(p)} for p, _ in serving]
             subsets.append({"addresses": addresses, "ports": [
-                {"name": port.get("name", ""), "port": number,
+                {"name": port.get("name", ""), "port": serving[0][1],
                  "protocol": port.get("protocol", "TCP")}]})
     return {"apiVersion": "v1", "kind": "Endpoints",
             "metadata": {"namespace": meta["namespace"], "name": meta["name"],

@@ -10,7 +10,7 @@ such as a Service's clusterIP).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +116,15 @@ class LabApi:
 
     def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any]:
         return self.call("GET", self.path(resource, namespace, name))
+
+    def pods(self, namespace: str = "default") -> dict[str, dict[str, Any]]:
+        """The namespace's pods by name."""
+        return {p["metadata"]["name"]: p for p in self.list(RESOURCES["pods"], namespace)}
+
+
+def running(pods: dict[str, dict[str, Any]], names: Iterable[str]) -> bool:
+    """Every pod in `names` is among `pods` and Running."""
+    return all((pods.get(n, {}).get("status") or {}).get("phase") == "Running" for n in names)
 
 
 def apply(api: LabApi, docs: list[dict[str, Any]], source: str,

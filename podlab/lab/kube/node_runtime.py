@@ -13,15 +13,13 @@ starts with `echo` serve TCP echo, UDP ports serve UDP echo.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Hashable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from podlab.cni.protocol import CONF_FILE
-from podlab.kubeapi.store import Store
+from podlab.kubeapi.store import Store, now
 from podlab.lab.cni_runtime import Attachment, CniError, CniRuntime, NetworkList, PluginExec
 from podlab.lab.kube.controller import Controller
 from podlab.lab.workload import Workload
@@ -38,10 +36,6 @@ class RunningPod:
     network: NetworkList
     attachment: Attachment
     workload: Workload
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def container_ports(pod: dict[str, Any]) -> dict[str, list[int]]:
@@ -66,16 +60,14 @@ class NodeRuntime(Controller):
         self.cni = CniRuntime(PluginExec([state.cni_bin_dir, REFERENCE_PLUGINS],
                                          wrap=["ip", "netns", "exec", state.netns]))
         self.conf = Path(state.cni_conf_dir) / CONF_FILE
-        self.running: dict[tuple[str, str], RunningPod] = {}
-        self._lock = threading.Lock()
+        self.running: dict[tuple[str, str], RunningPod] = {}  # written by the worker only
 
     def stop(self) -> None:
-        """Stop the pods' servers and the worker; the lab's teardown removes the rest."""
+        """Stop the worker, then the pods' servers; the lab's teardown removes the rest."""
         super().stop()
-        with self._lock:
-            for pod in self.running.values():
-                pod.workload.stop()
-            self.running.clear()
+        for pod in self.running.values():
+            pod.workload.stop()
+        self.running.clear()
 
     def on_event(self, _kind: str, resource: str, obj: dict[str, Any]) -> None:
         if resource != "pods":
@@ -89,13 +81,13 @@ class NodeRuntime(Controller):
     def sync(self, key: Hashable) -> None:
         namespace, name = cast(tuple[str, str], key)
         pod = self.get("pods", namespace, name)
+        if pod is not None and pod["spec"].get("nodeName") != self.node:
+            pod = None  # not (or no longer) this node's
         have = self.running.get((namespace, name))
-        mine = pod is not None and pod["spec"].get("nodeName") == self.node
-        if have is not None and (not mine or pod is None
-                                 or pod["metadata"]["uid"] != have.uid):
+        if have is not None and (pod is None or pod["metadata"]["uid"] != have.uid):
             self._kill(namespace, name, have)
             have = None
-        if mine and have is None and pod is not None:
+        if pod is not None and have is None:
             self._run(pod)
 
     def _run(self, pod: dict[str, Any]) -> None:
@@ -117,17 +109,15 @@ class NodeRuntime(Controller):
                 {"type": "Ready", "status": "False", "reason": "FailedCreatePodSandBox",
                  "message": str(e)[:500]}]})
             raise
-        with self._lock:
-            self.running[(namespace, name)] = RunningPod(uid, network, attachment, workload)
+        self.running[(namespace, name)] = RunningPod(uid, network, attachment, workload)
         ips = [str(ip["address"]).split("/")[0] for ip in result.get("ips", [])]
         self.lab.set_pod_ip(namespace, name, ips[0] if ips else "")
         self._set_status(pod, running_status(pod, ips, self.host_ip))
 
     def _kill(self, namespace: str, name: str, have: RunningPod) -> None:
+        del self.running[(namespace, name)]
         have.workload.stop()
         self._forget(have.network, have.attachment, namespace, name)
-        with self._lock:
-            self.running.pop((namespace, name), None)
 
     def _forget(self, network: NetworkList, attachment: Attachment, namespace: str,
                 name: str) -> None:

@@ -2,17 +2,17 @@
 
 Filters as kube-scheduler's defaults do for what the lab models: `spec.nodeName` set by the
 user is kept; `nodeSelector` must match the node's labels; a node whose pods would exceed
-its ENI capacity (what its agent reports) is not chosen. Among the rest it spreads: the
-node with the fewest pods wins, ties by name. A pod nowhere fits stays Pending with
-PodScheduled=False, reason Unschedulable, and is tried again.
+its ENI capacity (the Node's allocatable pods, from its agent) is not chosen. Among the
+rest it spreads: the node with the fewest pods wins, ties by name. A pod that fits nowhere
+stays Pending with PodScheduled=False, reason Unschedulable, and is tried again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+import collections
+from collections.abc import Hashable
 from typing import Any, cast
 
-from podlab.kubeapi.store import Store
 from podlab.lab.kube.controller import Controller
 
 RETRY_UNSCHEDULABLE = 1.0  # seconds
@@ -20,10 +20,6 @@ RETRY_UNSCHEDULABLE = 1.0  # seconds
 
 class Scheduler(Controller):
     name = "scheduler"
-
-    def __init__(self, store: Store, capacity: Callable[[str], int]) -> None:
-        super().__init__(store)
-        self.capacity = capacity
 
     def on_event(self, kind: str, resource: str, obj: dict[str, Any]) -> None:
         if resource == "pods" and kind != "DELETED" and not obj["spec"].get("nodeName"):
@@ -48,10 +44,7 @@ class Scheduler(Controller):
         """The node for `pod`, or None and kube-scheduler's kind of reason."""
         nodes, _ = self.store.list("nodes")
         bound, _ = self.store.list("pods")
-        load: dict[str, int] = {}
-        for p in bound:
-            if on := p["spec"].get("nodeName"):
-                load[on] = load.get(on, 0) + 1
+        load = collections.Counter(p["spec"].get("nodeName") for p in bound)
         selector = pod["spec"].get("nodeSelector") or {}
         fits, refused = [], {"didn't match Pod's node affinity/selector": 0,
                              "too many pods (ENI capacity)": 0}
@@ -59,10 +52,10 @@ class Scheduler(Controller):
             name, labels = node["metadata"]["name"], node["metadata"].get("labels") or {}
             if any(labels.get(k) != v for k, v in selector.items()):
                 refused["didn't match Pod's node affinity/selector"] += 1
-            elif load.get(name, 0) >= self.capacity(name):
+            elif load[name] >= int(node["status"]["allocatable"]["pods"]):
                 refused["too many pods (ENI capacity)"] += 1
             else:
-                fits.append((load.get(name, 0), name))
+                fits.append((load[name], name))
         if fits:
             return min(fits)[1], ""
         reasons = ", ".join(f"{n} node(s) {why}" for why, n in refused.items() if n)
