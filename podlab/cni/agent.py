@@ -29,7 +29,14 @@ from podlab.cni.config import AgentConfig, ConfigError, duration
 from podlab.cni.crashpoints import CrashHook, from_environment
 from podlab.cni.identity import Credentials, MetadataClient, MetadataError
 from podlab.cni.metrics import AgentMetrics
-from podlab.cni.pods import cni_result, node_datapath, pod_network, set_up, tear_down
+from podlab.cni.pods import (
+    NodeEnis,
+    cni_result,
+    node_datapath,
+    pod_network,
+    set_up,
+    tear_down,
+)
 from podlab.cni.pool import BusyError, CapacityError, Lease, NodeFacts, PodRef, Pool
 from podlab.cni.store import Store
 from podlab.datapath.model import DatapathError, PodNetwork
@@ -75,6 +82,7 @@ class Agent:
         self.metrics = AgentMetrics()
         self.pool: Pool | None = None
         self.datapath: Datapath | None = None
+        self.enis = NodeEnis()
         self.pods: PodWatch | None = None  # the node's pods in the kube API, if configured
         self._pods_ready = threading.Event()
         self.server: socketserver.ThreadingUnixStreamServer | None = None
@@ -263,7 +271,7 @@ class Agent:
         if isinstance(lease, dict):
             return lease
         try:
-            done = set_up(dp, _network(lease, request), lease.exclusive,
+            done = set_up(dp, self._network(lease, request), lease.exclusive,
                           self.config.service_cidr)
         except (DatapathError, OSError) as e:
             pool.release(lease.pod, str(request.get("container", "")))
@@ -278,24 +286,24 @@ class Agent:
         lease = pool.lease_of(pod)
         if lease is not None and request.get("netns"):
             try:
-                tear_down(dp, _network(lease, request), lease.exclusive)
+                tear_down(dp, self._network(lease, request), lease.exclusive)
             except (DatapathError, OSError) as e:
                 self.events("teardown_incomplete", pod=pod, error=str(e))
         return {"ok": True, "released": pool.release(pod, container)}
+
+    def _network(self, lease: Lease, request: dict[str, Any]) -> PodNetwork:
+        return pod_network(lease, str(request["netns"]), str(request.get("ifname", "eth0")),
+                           self.enis)
 
     def _check(self, request: dict[str, Any]) -> dict[str, Any]:
         pool, dp = self._serving()
         lease = pool.lease_of(str(request["pod"]))
         if lease is None:
             return {"ok": False, "error": "invalid", "message": "the pod holds no address"}
-        problems = dp.check(None, _network(lease, request))
+        problems = dp.check(None, self._network(lease, request))
         if problems:
             return {"ok": False, "error": "invalid", "message": "; ".join(problems)}
         return {"ok": True}
-
-
-def _network(lease: Lease, request: dict[str, Any]) -> PodNetwork:
-    return pod_network(lease, str(request["netns"]), str(request.get("ifname", "eth0")))
 
 
 def run(config_path: Path) -> int:

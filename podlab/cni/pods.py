@@ -7,6 +7,7 @@ started once per pod and stays a thin, stdlib-only client of the socket.
 
 from __future__ import annotations
 
+import threading
 import time
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -27,6 +28,36 @@ def node_datapath(eni_mode: str, override: str | None) -> Datapath:
     return datapath("exclusive-eni") if eni_mode == "exclusive" else select_datapath(override)
 
 
+class NodeEnis:
+    """The node's shared ENI devices by MAC, each found (a dump of every link on the node)
+    and prepared once rather than on every ADD. A use checks with one request that the
+    device still carries that MAC and index: a detached and re-attached ENI is a new device.
+    The price: a route someone deletes from an ENI's table is repaired on the agent's next
+    start, not on the next ADD (CHECK reports it)."""
+
+    def __init__(self) -> None:
+        self._ready: dict[str, EniLink] = {}
+        self._lock = threading.Lock()
+
+    def prepared(self, mac: str, gateway: IPv4Address, cidr: IPv4Network) -> EniLink:
+        with self._lock:
+            eni = self._ready.get(mac.lower())
+        if eni is not None and _unchanged(eni):
+            return eni
+        eni = eni_on_node(mac, gateway, cidr)
+        prepare_eni(None, eni)
+        with self._lock:
+            self._ready[eni.mac] = eni
+        return eni
+
+
+def _unchanged(eni: EniLink) -> bool:
+    with netlink.opened(None) as ns:
+        link = netlink.link_by_name(ns, eni.device)
+    return (link is not None and eni_table(int(link["index"])) == eni.table
+            and str(link.get("address")).lower() == eni.mac)
+
+
 def eni_on_node(mac: str, gateway: IPv4Address, cidr: IPv4Network,
                 timeout: float = DEVICE_WAIT) -> EniLink:
     """This netns's device with `mac`, waiting for a hot-plugged one to appear."""
@@ -42,9 +73,11 @@ def eni_on_node(mac: str, gateway: IPv4Address, cidr: IPv4Network,
         time.sleep(0.05)  # polling the kernel for the hot-plug, with a deadline
 
 
-def pod_network(lease: Lease, netns: str, ifname: str) -> PodNetwork:
+def pod_network(lease: Lease, netns: str, ifname: str, enis: NodeEnis) -> PodNetwork:
     gateway, cidr = IPv4Address(lease.gateway), IPv4Network(lease.cidr)
-    if lease.exclusive and _in_pod(netns, ifname, lease.mac):
+    if not lease.exclusive:
+        eni = enis.prepared(lease.mac, gateway, cidr)
+    elif _in_pod(netns, ifname, lease.mac):
         # The ENI lives in the pod (CHECK, DEL): it returns to the node under a name of
         # its own, since the one it had there is not remembered; it has no table.
         eni = EniLink("eni" + lease.mac.replace(":", "")[-12:], lease.mac, gateway, cidr, 0)
@@ -62,8 +95,6 @@ def _in_pod(netns: str, ifname: str, mac: str) -> bool:
 
 def set_up(dp: Datapath, pod: PodNetwork, exclusive: bool, service_cidr: str) -> PodInterfaces:
     """The pod's interface; a pod that bypasses the node also gets its way to Services."""
-    if not exclusive:
-        prepare_eni(None, pod.eni)
     done = dp.setup(None, pod)
     if service_cidr and _bypasses_node(dp, exclusive):
         # ipvlan keeps its own node-to-pod route through the node's ipvlan port

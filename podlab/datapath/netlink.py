@@ -88,9 +88,20 @@ def tolerating(*codes: int) -> Iterator[None]:
 GONE = (errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL)
 
 
+def link_by_name(ns: Any, ifname: str) -> Any | None:
+    """The device's link message, or None: one request (a lookup would dump every link,
+    and a node holds a link per pod)."""
+    try:
+        return ns.link("get", ifname=ifname)[0]
+    except NetlinkError as e:
+        if e.code == errno.ENODEV:
+            return None
+        raise
+
+
 def link_index(ns: Any, ifname: str) -> int | None:
-    found = ns.link_lookup(ifname=ifname)
-    return int(found[0]) if found else None
+    link = link_by_name(ns, ifname)
+    return None if link is None else int(link["index"])
 
 
 def require_link(ns: Any, ifname: str, where: str) -> int:
