@@ -14,6 +14,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check podlab tests scenarios conftest.py
 	$(BIN)/mypy
+	cd cmd/podlab-cni && test -z "$$(gofmt -l .)" && GOCACHE=$${GOCACHE:-$${PODLAB_CACHE:-/opt/podlab}/go-build} go vet .
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)

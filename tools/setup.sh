@@ -76,4 +76,11 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/pip install -q -e '.[test]'
   touch .venv/.installed
 fi
+# podlab-cni is compiled: a runtime starts it once per pod (docs/agent.md has the figures).
+plugin=.venv/bin/podlab-cni
+if [ ! -x "$plugin" ] || [ -n "$(find cmd/podlab-cni -newer "$plugin" -print -quit)" ]; then
+  say "building $plugin from cmd/podlab-cni"
+  (cd cmd/podlab-cni && GOCACHE="${GOCACHE:-${PODLAB_CACHE:-/opt/podlab}/go-build}" \
+    CGO_ENABLED=0 go build -trimpath -o "../../$plugin" .)
+fi
 say "ready"

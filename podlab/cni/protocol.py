@@ -1,6 +1,6 @@
 """The agent's unix-socket protocol: one JSON request line, one JSON answer line.
 
-Kept to the standard library, because the CNI plugin imports it and runs once per pod.
+Its clients are podlab-cni (Go, cmd/podlab-cni, one process per pod) and the lab's tools.
 Answers are `{"ok": true, ...}` or `{"ok": false, "error": KIND, "message": ...}`, where
 KIND is `capacity` (a limit was hit; the message names it), `busy` (try again later),
 `invalid` (the request is wrong), `datapath` (building the pod's interface failed) or
@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import json
 import socket
-
-# The plugin starts once per pod: typing and pathlib (~9 ms of imports) only for mypy.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from os import PathLike
-    from typing import Any
+from os import PathLike
+from typing import Any
 
 MAX_ANSWER = 1 << 20
 CONF_FILE = "10-podlab.conflist"  # what a ready agent writes into the CNI conf dir

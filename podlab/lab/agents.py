@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 from podlab.cni import protocol
-from podlab.cni.install import install_plugin
 from podlab.cni.protocol import CONF_FILE
 from podlab.fakecloud.wire import DEFAULT_CREDENTIALS
 from podlab.lab.cloud import CLOUD_ENDPOINT_IP, CLOUD_PORT, METADATA_IP
+from podlab.lab.cni_install import install_plugin
 from podlab.lab.errors import LabError
 from podlab.lab.events import EventLog
 from podlab.lab.ownership import LAB_ENV

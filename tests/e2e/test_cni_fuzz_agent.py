@@ -14,10 +14,10 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from podlab.cni import protocol
-from podlab.cni.plugin import DATAPATH_FAILED
 from podlab.datapath.veth import HOST_PREFIX
 from podlab.lab import Lab
 from tests.cni_inputs import (
+    DATAPATH_FAILED,
     SPEC_CODES,
     aimed,
     envs,

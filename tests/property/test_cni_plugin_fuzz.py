@@ -17,8 +17,16 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from podlab.cni import plugin
-from tests.cni_inputs import REQUIRED, SPEC_CODES, aimed, envs, invoke, stdins
+from tests.cni_inputs import (
+    COMMANDS,
+    REQUIRED,
+    SPEC_CODES,
+    SUPPORTED_VERSIONS,
+    aimed,
+    envs,
+    invoke,
+    stdins,
+)
 
 
 class _Recorder(socketserver.StreamRequestHandler):
@@ -69,9 +77,9 @@ def test_any_input_gets_a_spec_answer_and_only_valid_input_reaches_the_agent(
         assert not any(r["op"] in ("add", "check") for r in seen)
         return
     command = env.get("CNI_COMMAND")
-    assert command in plugin.COMMANDS
+    assert command in COMMANDS
     if command in ("ADD", "CHECK", "DEL"):
         assert isinstance(conf, dict)
-        assert conf.get("cniVersion") in plugin.SUPPORTED_VERSIONS
+        assert conf.get("cniVersion") in SUPPORTED_VERSIONS
         assert all(env.get(name) for name in REQUIRED)
         assert [r["op"] for r in seen] == [command.lower()]

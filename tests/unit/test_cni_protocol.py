@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
-# The console script installed beside the interpreter running the tests.
-PLUGIN = Path(sys.executable).parent / "podlab-cni"
+from podlab.lab.cni_install import BUILT as PLUGIN  # what `make setup` built
 
 
 def cni(command: str | None, stdin: str, **extra: str) -> tuple[int, dict[str, object]]:

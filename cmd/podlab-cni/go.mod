@@ -1,0 +1,3 @@
+module podlab/cmd/podlab-cni
+
+go 1.19
