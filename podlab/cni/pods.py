@@ -2,7 +2,7 @@
 datapath, and the CNI result that describes them.
 
 The netlink work happens here, in the warm agent, not in the CNI plugin: the plugin is
-started once per pod and stays a thin, stdlib-only client of the socket.
+started once per pod and stays a thin client of the socket (cmd/podlab-cni).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ class NodeEnis:
     """The node's shared ENI devices by MAC, each found (a dump of every link on the node)
     and prepared once rather than on every ADD. A use checks with one request that the
     device still carries that MAC and index: a detached and re-attached ENI is a new device.
-    The price: a route someone deletes from an ENI's table is repaired on the agent's next
-    start, not on the next ADD (CHECK reports it)."""
+    The price: a route someone deletes from an ENI's table is put back only after the agent
+    restarts (at its first use of the ENI), not by the next ADD; CHECK reports it."""
 
     def __init__(self) -> None:
         self._ready: dict[str, EniLink] = {}
