@@ -111,3 +111,30 @@ def test_exclusive_eni_pods_own_their_eni_and_give_it_back(lab_factory: LabFacto
     assert [link["ifname"] for link in ip_json(lab, "default/a", "link")] == ["lo"]
     assert mac_a in {link["address"] for link in ip_json(lab, "n1", "link")}, \
         "the ENI is back on its node"
+
+
+def test_an_eni_that_comes_back_as_a_new_device_still_serves_pods(lab: Lab) -> None:
+    """The agent finds and prepares a shared ENI once, not on every ADD. A device that comes
+    back (a NIC reset, a detach and re-attach) is new to the kernel, down, with another
+    index and routing table: the next ADD must find it and prepare it again."""
+    for name, node in (("a", "n1"), ("b", "n2"), ("c", "n1")):
+        lab.add_pod("default", name, node)
+    assert cni(lab, "ADD", "default/a", "n1")[0] == 0
+    rc, b = cni(lab, "ADD", "default/b", "n2")
+    assert rc == 0, b
+    enis = protocol.call(lab.state.node("n1").agent_socket, "info")["enis"]
+    eni = next(e for e in enis if any(ip["pod"] == "default/a" for ip in e["ips"]))
+    device = next(link["ifname"] for link in ip_json(lab, "n1", "link")
+                  if link.get("address") == eni["mac"])
+
+    lab.fabric.unplug_eni(eni["id"])
+    lab.fabric.plug_eni(lab.state.node("n1").netns, eni["id"], eni["mac"], ifname=device)
+    for ip in eni["ips"]:
+        lab.fabric.route_ip(ip["address"], eni["id"])
+
+    rc, c = cni(lab, "ADD", "default/c", "n1")
+    assert rc == 0, c
+    ip_c = c["ips"][0]["address"].split("/")[0]
+    assert ip_c in {ip["address"] for ip in eni["ips"]}, "c is on the ENI that came back"
+    assert ping(lab, "default/c", b["ips"][0]["address"].split("/")[0], count=2)
+    assert cni(lab, "CHECK", "default/c", "n1")[0] == 0
