@@ -1,7 +1,7 @@
 """Defaulting, as the API server does it on every write, so readers see complete objects.
 
 Only the defaults that the lab and kubectl's columns look at: protocols, service type and
-target ports, pod policies, statefulset replicas and policy types of network policies.
+target ports, pod policies, workload replicas and strategies, policy types of network policies.
 """
 
 from __future__ import annotations
@@ -49,11 +49,22 @@ def default_service(spec: dict[str, Any]) -> None:
 
 
 def default_statefulset(spec: dict[str, Any]) -> None:
-    spec.setdefault("replicas", 1)
     spec.setdefault("podManagementPolicy", "OrderedReady")
-    spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("updateStrategy", {"type": "RollingUpdate",
                                        "rollingUpdate": {"partition": 0}})
+    _default_workload(spec)
+
+
+def default_deployment(spec: dict[str, Any]) -> None:
+    spec.setdefault("progressDeadlineSeconds", 600)
+    spec.setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {
+        "maxSurge": "25%", "maxUnavailable": "25%"}})
+    _default_workload(spec)
+
+
+def _default_workload(spec: dict[str, Any]) -> None:
+    spec.setdefault("replicas", 1)
+    spec.setdefault("revisionHistoryLimit", 10)
     template = spec.get("template")
     if isinstance(template, dict) and isinstance(template.get("spec"), dict):
         default_pod_spec(template["spec"])
@@ -78,6 +89,8 @@ def apply_defaults(resource: str, obj: dict[str, Any]) -> None:
         default_service(spec)
     elif resource == "statefulsets" and isinstance(spec, dict):
         default_statefulset(spec)
+    elif resource == "deployments" and isinstance(spec, dict):
+        default_deployment(spec)
     elif resource == "networkpolicies":
         default_network_policy(obj.setdefault("spec", {}))
     elif resource == "namespaces":
@@ -97,4 +110,5 @@ def initial_status(resource: str, given: Any) -> Any:
     return {"pods": {"phase": "Pending"},
             "namespaces": {"phase": "Active"},
             "services": {"loadBalancer": {}},
-            "statefulsets": {"replicas": 0, "availableReplicas": 0}}.get(resource)
+            "statefulsets": {"replicas": 0, "availableReplicas": 0},
+            "deployments": {}}.get(resource)

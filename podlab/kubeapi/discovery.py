@@ -22,7 +22,8 @@ from podlab.kubeapi.resources import RESOURCES, Resource, group_versions
 Obj = dict[str, Any]
 GIT_VERSION = "v1.32.0-podlab"
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-_IN_ALL = ("pods", "services", "statefulsets")  # the "all" category of `kubectl get all`
+# the "all" category of `kubectl get all`
+_IN_ALL = ("pods", "services", "deployments", "statefulsets")
 
 
 def version() -> Obj:

@@ -40,6 +40,7 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in (
     Resource("endpoints", "Endpoints", "", "v1", True, ("ep",)),
     Resource("endpointslices", "EndpointSlice", "discovery.k8s.io", "v1", True),
     Resource("statefulsets", "StatefulSet", "apps", "v1", True, ("sts",), True),
+    Resource("deployments", "Deployment", "apps", "v1", True, ("deploy",), True),
     Resource("networkpolicies", "NetworkPolicy", "networking.k8s.io", "v1", True, ("netpol",)),
 )}
 

@@ -216,6 +216,18 @@ COLUMNS: dict[str, list[Column]] = {
         Column("Containers", lambda s: _containers(_template_spec(s), "name"), 1),
         Column("Images", lambda s: _containers(_template_spec(s), "image"), 1),
     ],
+    "deployments": [
+        NAME,
+        Column("Ready", lambda d: f"{_status(d).get('readyReplicas') or 0}/"
+                                  f"{_spec(d).get('replicas', 1)}"),
+        Column("Up-to-date", lambda d: _status(d).get("updatedReplicas") or 0, type="integer"),
+        Column("Available", lambda d: _status(d).get("availableReplicas") or 0,
+               type="integer"),
+        AGE,
+        Column("Containers", lambda d: _containers(_template_spec(d), "name"), 1),
+        Column("Images", lambda d: _containers(_template_spec(d), "image"), 1),
+        Column("Selector", lambda d: format_selector(_spec(d).get("selector")), 1),
+    ],
     "networkpolicies": [
         NAME, Column("Pod-Selector", lambda n: format_selector(_spec(n).get("podSelector"))),
         AGE],

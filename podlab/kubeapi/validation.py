@@ -258,6 +258,22 @@ def validate_service(errs: Errors, spec: dict[str, Any]) -> None:
 
 
 def validate_statefulset(errs: Errors, spec: dict[str, Any]) -> None:
+    _validate_workload(errs, spec, "statefulset")
+    pmp = spec.get("podManagementPolicy")
+    if pmp is not None and pmp not in ("OrderedReady", "Parallel"):
+        errs.unsupported("spec.podManagementPolicy", pmp, ("OrderedReady", "Parallel"))
+
+
+def validate_deployment(errs: Errors, spec: dict[str, Any]) -> None:
+    _validate_workload(errs, spec, "deployment")
+    strategy = _dict(spec.get("strategy")).get("type")
+    if strategy is not None and strategy not in ("RollingUpdate", "Recreate"):
+        errs.unsupported("spec.strategy.type", strategy, ("Recreate", "RollingUpdate"))
+
+
+def _validate_workload(errs: Errors, spec: dict[str, Any], kind: str) -> None:
+    """What a StatefulSet and a Deployment share: replicas, a selector that matches the
+    template's labels, and a pod template that restarts always."""
     replicas = spec.get("replicas", 1)
     if not isinstance(replicas, int) or replicas < 0:
         errs.invalid("spec.replicas", replicas, "must be greater than or equal to 0")
@@ -267,7 +283,7 @@ def validate_statefulset(errs: Errors, spec: dict[str, Any]) -> None:
     if not isinstance(selector, dict):
         errs.required("spec.selector")
     elif not selector.get("matchLabels") and not selector.get("matchExpressions"):
-        errs.invalid("spec.selector", selector, "empty selector is invalid for statefulset")
+        errs.invalid("spec.selector", selector, f"empty selector is invalid for {kind}")
     else:
         validate_label_selector(errs, "spec.selector", selector)
         if not errs.causes and not selector_matches(selector, labels):
@@ -278,9 +294,6 @@ def validate_statefulset(errs: Errors, spec: dict[str, Any]) -> None:
     policy = _dict(template.get("spec")).get("restartPolicy", "Always")
     if policy != "Always":
         errs.unsupported("spec.template.spec.restartPolicy", policy, ("Always",))
-    pmp = spec.get("podManagementPolicy")
-    if pmp is not None and pmp not in ("OrderedReady", "Parallel"):
-        errs.unsupported("spec.podManagementPolicy", pmp, ("OrderedReady", "Parallel"))
 
 
 def _peer(errs: Errors, path: str, peer: Any) -> None:
@@ -365,6 +378,8 @@ def causes_for(resource: str, obj: dict[str, Any]) -> list[Cause]:
         validate_service(errs, spec)
     elif resource == "statefulsets":
         validate_statefulset(errs, spec)
+    elif resource == "deployments":
+        validate_deployment(errs, spec)
     elif resource == "networkpolicies":
         validate_network_policy(errs, spec)
     elif resource == "endpointslices":

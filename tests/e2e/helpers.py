@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,9 @@ def cni(lab: Lab, command: str, pod: str, node: str, *, container: str = "c1",
     proc = subprocess.run([plugin], input=json.dumps(conf), env=env, capture_output=True,
                           text=True, check=False, timeout=60)
     return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+
+def podlab(*argv: str) -> subprocess.CompletedProcess[str]:
+    """The podlab CLI, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "podlab", *argv], capture_output=True,
+                          text=True, check=False, timeout=120)

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
@@ -14,14 +13,9 @@ from podlab.lab import Lab, LabError
 from podlab.lab.ownership import leftovers
 from podlab.lab.process import wait_gone
 from podlab.lab.pytest_plugin import unique_lab_name
-from tests.e2e.helpers import host_netns
+from tests.e2e.helpers import host_netns, podlab
 
 pytestmark = pytest.mark.root
-
-
-def podlab(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "podlab", *argv], capture_output=True,
-                          text=True, check=False, timeout=120)
 
 
 def test_a_body_that_raises_leaves_nothing() -> None:

@@ -9,8 +9,7 @@ import pytest
 
 from podlab.lab.ownership import leftovers
 from podlab.lab.pytest_plugin import unique_lab_name
-from tests.e2e.helpers import host_netns
-from tests.e2e.test_cleanup import podlab
+from tests.e2e.helpers import host_netns, podlab
 
 pytestmark = pytest.mark.root
 

@@ -23,6 +23,7 @@ from podlab.lab.kube.manifests import LabApi, ManifestError, apply, load_documen
 from podlab.lab.kube.manifests import running as all_running
 from podlab.lab.kube.probe import probe
 from podlab.lab.pytest_plugin import LabFactory
+from tests.e2e.helpers import podlab
 
 pytestmark = pytest.mark.root
 EXAMPLE = Path(__file__).parents[2] / "examples/web.yaml"
@@ -161,8 +162,8 @@ spec:
     with pytest.raises(ManifestError, match=r"spec\.containers\[0\]\.ports\[0\]\.containerPort"):
         apply(api, load_documents(text, "bad.yaml"), "bad.yaml")
     assert pods(lab) == {}, "one bad document: nothing applied"
-    with pytest.raises(ManifestError, match="unknown kind Deployment"):
-        apply(api, load_documents("apiVersion: apps/v1\nkind: Deployment\n"
+    with pytest.raises(ManifestError, match="unknown kind DaemonSet"):
+        apply(api, load_documents("apiVersion: apps/v1\nkind: DaemonSet\n"
                                   "metadata: {name: d}\n", "d.yaml"), "d.yaml")
     (tmp_path / "bad.yaml").write_text(text)
     proc = kubectl(lab, "apply", "-f", str(tmp_path / "bad.yaml"), check=False)
@@ -240,3 +241,55 @@ def test_services_work_from_exclusive_eni_pods(lab_factory: LabFactory) -> None:
     assert answers == {"web-0", "web-1", "web-2"}
     assert probe(netns, up["web-0"]["status"]["podIP"], 8080, "tcp")[2] == "web-0", \
         "pod to pod still goes through the ENIs"
+
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+      - name: api
+        image: podlab/workload
+        ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 80, targetPort: http}]
+"""
+
+
+def test_a_deployment_rolls_out_serves_its_service_and_replaces_lost_pods(
+        lab: Lab, tmp_path: Path) -> None:
+    manifest = tmp_path / "api.yaml"
+    manifest.write_text(DEPLOYMENT)
+    applied = podlab("apply", "--name", lab.name, "-f", str(manifest), "--wait")
+    assert applied.returncode == 0, applied.stderr
+    assert "deployment/api created" in applied.stdout
+    assert kubectl(lab, "rollout", "status", "deployment/api", "--timeout=60s").returncode == 0
+    assert "2/2" in kubectl(lab, "get", "deployment", "api").stdout
+    api = LabApi(lab.state.kube_api)
+    first = {n: p for n, p in pods(lab).items() if n.startswith("api-")}
+    assert len(first) == 2
+    assert all(p["status"].get("podIP") for p in first.values())
+
+    ip = api.call("GET", "/api/v1/namespaces/default/services/api")["spec"]["clusterIP"]
+    one, other = sorted(first)
+    netns = lab.state.pod("default", one).netns
+    eventually(lambda: {probe(netns, ip, 80, "tcp")[2] for _ in range(20)} == set(first),
+               what="both replicas answer through the Service")
+
+    def replaced() -> dict[str, dict[str, Any]] | None:
+        up = {n: p for n, p in pods(lab).items() if n.startswith("api-")}
+        return up if len(up) == 2 and other not in up and all_running(up, up) else None
+
+    kubectl(lab, "delete", "pod", other)
+    assert one in eventually(replaced, what="a replacement Running, under a new name")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_cleanup import podlab
+from tests.e2e.helpers import podlab
 
 pytestmark = pytest.mark.root
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from podlab.datapath.kubeproxy import Backend
 from podlab.kubeapi.store import Store
 from podlab.lab.kube.controlplane import node_object
+from podlab.lab.kube.deployments import HASH_LABEL, SUFFIX_ALPHABET, DeploymentController
 from podlab.lab.kube.endpoints import endpoint_slice, target_port
 from podlab.lab.kube.scheduler import Scheduler
 from podlab.lab.kube.service_proxy import service_ports
+from podlab.lab.kube.templates import controller_of
 
 
 def pod(name: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
@@ -61,3 +64,85 @@ def test_endpoints_resolve_named_ports_and_kube_proxy_takes_ready_ones() -> None
     assert ports["raw"].backends == (Backend("192.168.0.7", 9000),)
     assert all(p.backends == () for p in service_ports([svc], [not_ready]))
     assert {p.name for p in service_ports([svc, headless], [ready])} == {"web"}
+
+
+def _deployment(replicas: int, strategy: str = "RollingUpdate", image: str = "v1"
+                ) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": replicas, "strategy": {"type": strategy},
+                     "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": image}]}}}}
+
+
+def _owned(store: Store) -> dict[str, dict[str, Any]]:
+    return {p["metadata"]["name"]: p for p in store.list("pods", "default")[0]
+            if controller_of(p, "Deployment") == "web"}
+
+
+def _make_ready(store: Store, *names: str) -> None:
+    for name in names:
+        pod = store.get("pods", "default", name)
+        store.update_status("pods", {**pod, "status": {
+            "phase": "Running", "podIP": "192.168.0.9",
+            "conditions": [{"type": "Ready", "status": "True"}]}})
+
+
+def _change(store: Store, **spec: Any) -> None:
+    deploy = store.get("deployments", "default", "web")
+    store.update("deployments", {**deploy, "spec": {**deploy["spec"], **spec}})
+
+
+def test_a_deployment_keeps_its_replicas_and_rolls_a_new_template_out_by_surge() -> None:
+    store, key = Store(), ("default", "web")
+    controller = DeploymentController(store)  # not started: each sync is called here
+    store.create("deployments", _deployment(3))
+    controller.sync(key)
+    first = _owned(store)
+    assert len(first) == 3
+    (current,) = {p["metadata"]["labels"][HASH_LABEL] for p in first.values()}
+    assert all(re.fullmatch(rf"web-{current}-[{SUFFIX_ALPHABET}]{{5}}", n) for n in first)
+
+    lost = sorted(first)[0]
+    store.delete("pods", "default", lost)
+    controller.sync(key)
+    assert len(_owned(store)) == 3
+    assert lost not in _owned(store), "replaced, under a new name"
+
+    survivor = sorted(_owned(store))[1]
+    _make_ready(store, survivor)
+    _change(store, replicas=1)
+    controller.sync(key)
+    assert list(_owned(store)) == [survivor], "scaling down takes the pods not ready first"
+
+    old = _owned(store)
+    _change(store, template=_deployment(1, image="v2")["spec"]["template"])
+    controller.sync(key)
+    new = set(_owned(store)) - set(old)
+    assert len(new) == 1
+    assert set(old) <= set(_owned(store)), "the old pod stays until..."
+    _make_ready(store, *new)
+    controller.sync(key)
+    assert set(_owned(store)) == new, "...the new one is ready"
+    controller.sync(key)
+    status = store.get("deployments", "default", "web")["status"]
+    assert (status["replicas"], status["updatedReplicas"], status["readyReplicas"]) == (1, 1, 1)
+
+    store.delete("deployments", "default", "web")
+    controller.sync(key)
+    assert _owned(store) == {}
+
+
+def test_recreate_deletes_the_old_pods_before_making_new_ones() -> None:
+    store, key = Store(), ("default", "web")
+    controller = DeploymentController(store)
+    store.create("deployments", _deployment(2, strategy="Recreate"))
+    controller.sync(key)
+    old = set(_owned(store))
+    _change(store, template=_deployment(2, image="v2")["spec"]["template"])
+    controller.sync(key)
+    assert _owned(store) == {}, "no new pod while an old one lives"
+    controller.sync(key)
+    assert len(_owned(store)) == 2
+    assert not set(_owned(store)) & old

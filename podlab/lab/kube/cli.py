@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--name", default="lab")
     p.add_argument("-f", "--file", required=True, help="a YAML file, or - for stdin")
     p.add_argument("--wait", action="store_true",
-                   help="until the pods it makes (Pods, StatefulSets' pods) are Running")
+                   help="until its Pods and StatefulSets' pods run and its Deployments are "
+                        "rolled out")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_apply)
 
@@ -96,38 +97,47 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     done = apply(api, docs, args.file, progress=say)
     if args.wait:
-        _wait_running(api, _pods_of(docs))
+        _wait(api, _awaited(docs))
     if args.json:
         print(json.dumps([a.__dict__ for a in done]))
     return 0
 
 
-def _pods_of(docs: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The pods the documents make: their Pods, and each StatefulSet's ordinals."""
-    pods = []
+def _awaited(docs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """What `--wait` waits for, as (kind, namespace, name): each Pod and StatefulSet ordinal
+    Running, each Deployment rolled out."""
+    awaited = []
     for d in docs:
         ns, name = d["metadata"].get("namespace", "default"), d["metadata"]["name"]
         if d["kind"] == "Pod":
-            pods.append((ns, name))
+            awaited.append(("pod", ns, name))
         elif d["kind"] == "StatefulSet":
-            pods += [(ns, f"{name}-{i}") for i in range(int(d["spec"].get("replicas", 1)))]
-    return pods
+            awaited += [("pod", ns, f"{name}-{i}")
+                        for i in range(int(d["spec"].get("replicas", 1)))]
+        elif d["kind"] == "Deployment":
+            awaited.append(("deployment", ns, name))
+    return awaited
 
 
-def _wait_running(api: LabApi, pods: list[tuple[str, str]]) -> None:
-    from podlab.lab.kube.manifests import running
+def _wait(api: LabApi, awaited: list[tuple[str, str, str]]) -> None:
+    from podlab.lab.kube.manifests import rolled_out, running
+
+    def done(kind: str, ns: str, name: str, listed: dict[str, dict[str, Any]]) -> bool:
+        if kind == "pod":
+            return running(listed, [name])
+        return rolled_out(api.get(RESOURCES["deployments"], ns, name))
 
     deadline = time.monotonic() + WAIT_TIMEOUT
-    pending = set(pods)
+    pending = set(awaited)
     while pending:
-        listed = {ns: api.pods(ns) for ns, _ in pending}
-        pending = {(ns, name) for ns, name in pending if not running(listed[ns], [name])}
+        listed = {ns: api.pods(ns) for _, ns, _ in pending}
+        pending = {(k, ns, name) for k, ns, name in pending if not done(k, ns, name, listed[ns])}
         if not pending:
             break
         if time.monotonic() > deadline:
-            raise LabError(f"not Running after {WAIT_TIMEOUT:.0f}s: "
-                           f"{', '.join(f'{n}/{p}' for n, p in sorted(pending))}")
-        print(f" … waiting for {len(pending)} pod(s) to run", file=sys.stderr)
+            raise LabError(f"not ready after {WAIT_TIMEOUT:.0f}s: "
+                           f"{', '.join(f'{k} {n}/{p}' for k, n, p in sorted(pending))}")
+        print(f" … waiting for {len(pending)} of {len(awaited)} to run", file=sys.stderr)
         time.sleep(0.5)  # polling the API for the pods' phase, with a deadline
 
 

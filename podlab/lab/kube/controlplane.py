@@ -16,6 +16,7 @@ from podlab.kubeapi.store import Store
 from podlab.lab import netns
 from podlab.lab.cloud import CLOUD_ENDPOINT_IP
 from podlab.lab.kube.controller import Controller
+from podlab.lab.kube.deployments import DeploymentController
 from podlab.lab.kube.endpoints import EndpointsController
 from podlab.lab.kube.node_runtime import NodeRuntime
 from podlab.lab.kube.scheduler import Scheduler
@@ -58,6 +59,7 @@ class ControlPlane:
             Scheduler(self.store).start(),
             EndpointsController(self.store).start(),
             StatefulSetController(self.store).start(),
+            DeploymentController(self.store).start(),
             ServiceProxy(self.store, self.proxy_mode,
                          [n.netns for n in self.lab.state.nodes]).start(),
             *self.runtimes.values()]

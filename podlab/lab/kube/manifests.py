@@ -127,6 +127,15 @@ def running(pods: dict[str, dict[str, Any]], names: Iterable[str]) -> bool:
     return all((pods.get(n, {}).get("status") or {}).get("phase") == "Running" for n in names)
 
 
+def rolled_out(deploy: dict[str, Any]) -> bool:
+    """A Deployment's pods are all of its current template and ready, as `kubectl rollout
+    status` judges it."""
+    status, want = deploy.get("status") or {}, int(deploy["spec"].get("replicas", 1))
+    return (status.get("observedGeneration", 0) >= deploy["metadata"].get("generation", 1)
+            and status.get("replicas") == status.get("updatedReplicas") == want
+            and status.get("readyReplicas", 0) == want)
+
+
 def apply(api: LabApi, docs: list[dict[str, Any]], source: str,
           progress: Callable[[Applied], None] | None = None) -> list[Applied]:
     validate(docs, api.namespaces(), source)

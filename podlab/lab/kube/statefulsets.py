@@ -7,39 +7,24 @@ pod's IP for it (Terway's fixed IP for StatefulSet pods).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Hashable
 from typing import Any, cast
 
-from podlab.lab.kube.controller import Controller
 from podlab.lab.kube.endpoints import ready
+from podlab.lab.kube.templates import WorkloadController, owned_pod
 
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 
 
-def owner(pod: dict[str, Any]) -> str | None:
-    """The name of the StatefulSet controlling `pod`, if one does."""
-    for ref in pod["metadata"].get("ownerReferences") or []:
-        if ref.get("kind") == "StatefulSet" and ref.get("controller"):
-            return str(ref["name"])
-    return None
-
-
-class StatefulSetController(Controller):
-    name = "statefulsets"
-
-    def on_event(self, _kind: str, resource: str, obj: dict[str, Any]) -> None:
-        namespace = obj["metadata"].get("namespace")
-        if resource == "statefulsets":
-            self.queue.add((namespace, obj["metadata"]["name"]))
-        elif resource == "pods" and (name := owner(obj)):
-            self.queue.add((namespace, name))
+class StatefulSetController(WorkloadController):
+    name = resource = "statefulsets"
+    kind = "StatefulSet"
 
     def sync(self, key: Hashable) -> None:
         namespace, name = cast(tuple[str, str], key)
         pods = {p["metadata"]["name"]: p for p in self.store.list("pods", namespace)[0]
-                if owner(p) == name}
+                if self.owner(p) == name}
         sts = self.get("statefulsets", namespace, name)
         if sts is None:
             for pod in pods:
@@ -72,22 +57,7 @@ def _ordinal(pod_name: str, sts_name: str) -> int:
 
 
 def pod_for(sts: dict[str, Any], index: int) -> dict[str, Any]:
-    meta, spec = sts["metadata"], sts["spec"]
-    template = copy.deepcopy(spec["template"])
-    name = f"{meta['name']}-{index}"
-    labels = {**(template.get("metadata") or {}).get("labels", {}),
-              POD_NAME_LABEL: name, POD_INDEX_LABEL: str(index)}
-    pod_spec = {**template["spec"], "hostname": name}
-    if spec.get("serviceName"):
-        pod_spec["subdomain"] = spec["serviceName"]
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": meta["namespace"], "labels": labels,
-                     "annotations": dict((template.get("metadata") or {}).get(
-                         "annotations") or {}),
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
-                                          "name": meta["name"], "uid": meta["uid"],
-                                          "controller": True,
-                                          "blockOwnerDeletion": True}]},
-        "spec": pod_spec,
-    }
+    name = f"{sts['metadata']['name']}-{index}"
+    subdomain = sts["spec"].get("serviceName")
+    return owned_pod(sts, name, {POD_NAME_LABEL: name, POD_INDEX_LABEL: str(index)},
+                     hostname=name, **({"subdomain": subdomain} if subdomain else {}))
