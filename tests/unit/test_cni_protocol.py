@@ -56,3 +56,15 @@ def test_a_missing_variable_is_named() -> None:
 def test_an_unsupported_version_is_refused() -> None:
     code, out = cni("ADD", '{"cniVersion": "0.3.1"}', **ATTACHMENT)
     assert (code, out["code"]) == (1, 1)
+
+
+def test_gc_with_malformed_attachments_is_an_invalid_config() -> None:
+    for attachments in ('"c1"', '[{"ifname": "eth0"}]', '[7]'):
+        code, out = cni("GC", '{"cniVersion": "1.1.0", "agent_socket": "/nonexistent.sock", '
+                              f'"cni.dev/valid-attachments": {attachments}}}')
+        assert (code, out["code"]) == (1, 7), attachments
+
+
+def test_a_config_that_is_not_an_object_is_an_invalid_config() -> None:
+    code, out = cni("ADD", "[1, 2]", **ATTACHMENT)
+    assert (code, out["code"]) == (1, 7)
