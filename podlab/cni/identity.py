@@ -1,7 +1,10 @@
 """Who this node is, from the instance metadata service (100.100.100.200), as on ECS.
 
-The agent trusts metadata for its identity and the ENIs' gateways and masks; for what is
-attached right now it asks the API, because metadata lags behind it.
+The agent trusts metadata for its identity and credentials; for what is attached right
+now, and each vSwitch's CIDR, it asks the API, because metadata lags behind it. An ENI's
+gateway follows from its vSwitch's CIDR by Alibaba's rule (see `Pool._lease`), where
+Terway reads it from metadata (`network/interfaces/macs/<mac>/gateway`, which the fake
+metadata serves too).
 """
 
 from __future__ import annotations
