@@ -71,17 +71,21 @@ type answer struct {
 	Result  json.RawMessage `json:"result"`
 }
 
+func unavailable(path string, err error) error {
+	return fmt.Errorf("%w on %s: %v", errUnavailable, path, err)
+}
+
 // call sends one request line and reads one answer line.
 func call(path, op string, fields map[string]any) (*answer, error) {
 	conn, err := net.DialTimeout("unix", path, agentTimeout)
 	if errors.Is(err, syscall.EAGAIN) { // the listen backlog is full: a burst, not an outage
 		return nil, &agentError{"busy", "the agent's socket is full: " + err.Error()}
 	} else if err != nil {
-		return nil, fmt.Errorf("%w on %s: %v", errUnavailable, path, err)
+		return nil, unavailable(path, err)
 	}
 	defer conn.Close()
 	if err := conn.SetDeadline(time.Now().Add(agentTimeout)); err != nil {
-		return nil, fmt.Errorf("%w on %s: %v", errUnavailable, path, err)
+		return nil, unavailable(path, err)
 	}
 	request := map[string]any{"op": op}
 	for k, v := range fields {
@@ -89,7 +93,7 @@ func call(path, op string, fields map[string]any) (*answer, error) {
 	}
 	line, _ := json.Marshal(request) // strings and string lists only: cannot fail
 	if _, err := conn.Write(append(line, '\n')); err != nil {
-		return nil, fmt.Errorf("%w on %s: %v", errUnavailable, path, err)
+		return nil, unavailable(path, err)
 	}
 	reply, err := bufio.NewReader(io.LimitReader(conn, maxAnswer)).ReadBytes('\n')
 	var timeout net.Error

@@ -367,25 +367,28 @@ def validate_endpoints(errs: Errors, obj: dict[str, Any]) -> None:
             _protocol(errs, f"subsets[{i}].ports[{j}].protocol", port.get("protocol"))
 
 
+# What each kind's validation reads: its spec, or (for endpoints) the whole object.
+_OF_SPEC: dict[str, Callable[[Errors, dict[str, Any]], None]] = {
+    "pods": lambda errs, spec: validate_pod_spec(errs, "spec", spec),
+    "services": validate_service,
+    "statefulsets": validate_statefulset,
+    "deployments": validate_deployment,
+    "networkpolicies": validate_network_policy,
+}
+_OF_OBJECT: dict[str, Callable[[Errors, dict[str, Any]], None]] = {
+    "endpointslices": validate_endpoint_slice,
+    "endpoints": validate_endpoints,
+}
+
+
 def causes_for(resource: str, obj: dict[str, Any]) -> list[Cause]:
     """Every validation error of `obj` (already defaulted), as Status causes."""
     errs = Errors()
     validate_metadata(errs, resource, _dict(obj.get("metadata")))
-    spec = _dict(obj.get("spec"))
-    if resource == "pods":
-        validate_pod_spec(errs, "spec", spec)
-    elif resource == "services":
-        validate_service(errs, spec)
-    elif resource == "statefulsets":
-        validate_statefulset(errs, spec)
-    elif resource == "deployments":
-        validate_deployment(errs, spec)
-    elif resource == "networkpolicies":
-        validate_network_policy(errs, spec)
-    elif resource == "endpointslices":
-        validate_endpoint_slice(errs, obj)
-    elif resource == "endpoints":
-        validate_endpoints(errs, obj)
+    if of_spec := _OF_SPEC.get(resource):
+        of_spec(errs, _dict(obj.get("spec")))
+    if of_object := _OF_OBJECT.get(resource):
+        of_object(errs, obj)
     return errs.causes
 
 

@@ -134,6 +134,19 @@ def test_a_deployment_keeps_its_replicas_and_rolls_a_new_template_out_by_surge()
     assert _owned(store) == {}
 
 
+def test_scaling_a_deployment_down_keeps_its_ready_pod_whichever_it_is() -> None:
+    for chosen in range(3):
+        store, key = Store(), ("default", "web")
+        controller = DeploymentController(store)
+        store.create("deployments", _deployment(3))
+        controller.sync(key)
+        keep = sorted(_owned(store))[chosen]
+        _make_ready(store, keep)
+        _change(store, replicas=1)
+        controller.sync(key)
+        assert list(_owned(store)) == [keep]
+
+
 def test_recreate_deletes_the_old_pods_before_making_new_ones() -> None:
     store, key = Store(), ("default", "web")
     controller = DeploymentController(store)

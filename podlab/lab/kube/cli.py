@@ -122,16 +122,13 @@ def _awaited(docs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 def _wait(api: LabApi, awaited: list[tuple[str, str, str]]) -> None:
     from podlab.lab.kube.manifests import rolled_out, running
 
-    def done(kind: str, ns: str, name: str, listed: dict[str, dict[str, Any]]) -> bool:
-        if kind == "pod":
-            return running(listed, [name])
-        return rolled_out(api.get(RESOURCES["deployments"], ns, name))
-
     deadline = time.monotonic() + WAIT_TIMEOUT
     pending = set(awaited)
     while pending:
-        listed = {ns: api.pods(ns) for _, ns, _ in pending}
-        pending = {(k, ns, name) for k, ns, name in pending if not done(k, ns, name, listed[ns])}
+        pods = {ns: api.pods(ns) for kind, ns, _ in pending if kind == "pod"}
+        pending = {(kind, ns, name) for kind, ns, name in pending if not (
+            running(pods[ns], [name]) if kind == "pod"
+            else rolled_out(api.get(RESOURCES["deployments"], ns, name)))}
         if not pending:
             break
         if time.monotonic() > deadline:

@@ -54,7 +54,9 @@ class DeploymentController(WorkloadController):
                 for pod in old:
                     self.delete("pods", namespace, pod["metadata"]["name"])
         # Scaling down removes the pods that are not ready first, then the youngest.
-        surplus = sorted(new, key=lambda p: (ready(p), p["metadata"]["creationTimestamp"]))
+        youngest_first = sorted(new, key=lambda p: p["metadata"]["creationTimestamp"],
+                                reverse=True)
+        surplus = sorted(youngest_first, key=ready)
         for pod in surplus[:max(0, len(new) - replicas)]:
             self.delete("pods", namespace, pod["metadata"]["name"])
         ready_count = sum(ready(p) for p in pods)
