@@ -9,7 +9,7 @@ say() { echo "setup: $*"; }
 debs=(
   iproute2 iptables nftables procps kmod
   python3-venv python3-bpfcc bpftool clang llvm libbpf-dev
-  dnsutils iputils-ping tcpdump
+  dnsutils iputils-ping tcpdump ethtool
   containernetworking-plugins golang-go golang-github-appc-cni-dev
   qemu-system-x86 busybox-static
 )

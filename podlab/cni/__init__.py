@@ -1,5 +1,8 @@
-"""The CNI plugin, the node agent with its ENI/IP pool, and the IPAM store.
+"""The node agent (Terway's terwayd): its ENI/IP pool, the SQLite store of its intents and
+leases, its cloud client over the official SDKs, metadata identity, the pod watch, the
+socket protocol the CNI plugin speaks, and its command, `podlab-agent` (`cli.py`).
 
-Knows nothing of the lab: it runs unchanged against a real cloud endpoint and a real
-Kubernetes API.
+The CNI plugin itself is Go (`cmd/podlab-cni`), a thin client of this socket. This package
+knows nothing of the lab: it runs unchanged against a real cloud endpoint and a real
+Kubernetes API, and imports nothing of `podlab.lab`, `podlab.kubeapi` or `podlab.fakecloud`.
 """

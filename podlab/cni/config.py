@@ -72,7 +72,14 @@ class AgentConfig:
     eni_tags: dict[str, str] = field(default_factory=dict)
     kube_api: str = ""  # the Kubernetes API URL; "" runs without (GC only through CNI GC)
     node_name: str = ""  # this node's name in that API: the pods watched are its own
+    # The agent's bearer token for kube_api, in a file as a DaemonSet pod's service account
+    # token is; None sends none.
+    kube_token_file: Path | None = None
+    kube_ca_file: Path | None = None  # the CA of an https kube_api; None: the system's
     service_cidr: str = ""  # ipvlan/exclusive-ENI pods reach it via the node (service_access)
+
+    def kube_token(self) -> str:
+        return self.kube_token_file.read_text().strip() if self.kube_token_file else ""
 
     @property
     def dual_stack(self) -> bool:
@@ -117,8 +124,8 @@ class AgentConfig:
                     "alloc_timeout"):
             if key in raw:
                 raw[key] = duration(raw[key], key)
-        for key in ("state_dir", "socket", "cni_conf_dir"):
-            if key in raw:
+        for key in ("state_dir", "socket", "cni_conf_dir", "kube_token_file", "kube_ca_file"):
+            if raw.get(key) is not None:
                 raw[key] = Path(raw[key])
         try:
             return cls(**raw).check()

@@ -1,10 +1,9 @@
 """Who this node is, from the instance metadata service (100.100.100.200), as on ECS.
 
-The agent trusts metadata for its identity and credentials; for what is attached right
-now, and each vSwitch's CIDR, it asks the API, because metadata lags behind it. An ENI's
-gateway follows from its vSwitch's CIDR by Alibaba's rule (see `Pool._lease`), where
-Terway reads it from metadata (`network/interfaces/macs/<mac>/gateway`, which the fake
-metadata serves too).
+The agent trusts metadata for its identity and credentials, and, as Terway does, for each
+attached ENI's gateway (`network/interfaces/macs/<mac>/gateway`); for what is attached
+right now, and each vSwitch's CIDR, it asks the API, because metadata lags behind it: an
+ENI the API shows InUse is ready only once metadata shows it too.
 """
 
 from __future__ import annotations
@@ -69,6 +68,15 @@ class MetadataClient:
             f"{self.base}/latest/meta-data/{path}",
             headers={"X-aliyun-ecs-metadata-token": self._token_value()})
         return self._open(request).strip()
+
+    def eni_gateway(self, mac: str) -> str | None:
+        """The gateway of the ENI with `mac`; None while metadata does not show it yet."""
+        try:
+            return self.get(f"network/interfaces/macs/{mac}/gateway")
+        except MetadataError as e:
+            if isinstance(e.__cause__, urllib.error.HTTPError) and e.__cause__.code == 404:
+                return None
+            raise
 
     def identity(self) -> Identity:
         return Identity(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -39,10 +40,14 @@ def _facts(obj: Any) -> Facts:
 
 
 class PodWatch:
-    def __init__(self, url: str, node: str, pool: Pool,
-                 events: Callable[..., None]) -> None:
+    def __init__(self, url: str, node: str, pool: Pool, events: Callable[..., None],
+                 *, token: str = "", ca_file: Path | None = None) -> None:
         configuration = client.Configuration()
         configuration.host = url
+        if token:
+            configuration.api_key = {"authorization": f"Bearer {token}"}
+        if ca_file is not None:
+            configuration.ssl_ca_cert = str(ca_file)
         self.api = client.CoreV1Api(client.ApiClient(configuration))
         self.node, self.pool, self.events = node, pool, events
         self._stop = threading.Event()

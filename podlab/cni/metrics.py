@@ -27,6 +27,9 @@ class _PoolCollector(Collector):
                                 labels=["eni", "state"])
         enis = GaugeMetricFamily("podlab_agent_enis", "ENIs the agent holds, by status.",
                                  labels=["status"])
+        lost = GaugeMetricFamily("podlab_agent_lost_leases", "Live pods' addresses the "
+                                 "cloud no longer has, until their sandboxes are recreated.",
+                                 value=len(self.store.lost()))
         counts: dict[tuple[str, str], int] = {}
         for row in self.store.ips():
             counts[row.eni_id, row.state] = counts.get((row.eni_id, row.state), 0) + 1
@@ -39,6 +42,7 @@ class _PoolCollector(Collector):
             enis.add_metric([status], n)
         yield ips
         yield enis
+        yield lost
 
 
 class AgentMetrics:
@@ -53,6 +57,10 @@ class AgentMetrics:
         self.alloc_latency = Histogram("podlab_agent_alloc_seconds", "Time to answer an "
                                        "alloc, by result (ok, capacity, busy).", ["result"],
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
+
+        self.lost_addresses = Counter("podlab_agent_lost_addresses", "Live pods' addresses "
+                                      "found gone from the cloud by reconcile.",
+                                      registry=self.registry)
 
     def watch(self, store: Store) -> None:
         self.registry.register(_PoolCollector(store))

@@ -7,6 +7,9 @@ started once per pod and stays a thin client of the socket (cmd/podlab-cni).
 
 from __future__ import annotations
 
+import fcntl
+import socket
+import struct
 import threading
 import time
 from ipaddress import IPv4Address, IPv4Network
@@ -20,6 +23,7 @@ from podlab.datapath.model import DatapathError, EniLink, PodInterfaces, PodNetw
 from podlab.datapath.registry import Datapath, datapath, select_datapath
 
 DEVICE_WAIT = 10.0  # seconds a just-attached ENI's device may take to appear
+SIOCGIFHWADDR = 0x8927  # linux/sockios.h
 
 
 def node_datapath(eni_mode: str, override: str | None) -> Datapath:
@@ -30,7 +34,7 @@ def node_datapath(eni_mode: str, override: str | None) -> Datapath:
 
 class NodeEnis:
     """The node's shared ENI devices by MAC, each found (a dump of every link on the node)
-    and prepared once rather than on every ADD. A use checks with one request that the
+    and prepared once rather than on every ADD. A use checks (two ioctls) that the
     device still carries that MAC and index: a detached and re-attached ENI is a new device.
     The price: a route someone deletes from an ENI's table is put back only after the agent
     restarts (at its first use of the ENI), not by the next ADD; CHECK reports it."""
@@ -52,10 +56,16 @@ class NodeEnis:
 
 
 def _unchanged(eni: EniLink) -> bool:
-    with netlink.opened(None) as ns:
-        link = netlink.link_by_name(ns, eni.device)
-    return (link is not None and eni_table(int(link["index"])) == eni.table
-            and str(link.get("address")).lower() == eni.mac)
+    """Whether the device still has the index and MAC it was prepared with: two ioctls
+    in this netns, where a pyroute2 socket and request cost ~1.5 ms on every ADD and DEL."""
+    try:
+        index = socket.if_nametoindex(eni.device)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            raw = fcntl.ioctl(s.fileno(), SIOCGIFHWADDR, struct.pack("256s", eni.device.encode()))
+    except OSError:  # gone
+        return False
+    mac = ":".join(f"{b:02x}" for b in raw[18:24])  # ifreq: name[16], sockaddr's family[2]
+    return eni_table(index) == eni.table and mac == eni.mac
 
 
 def eni_on_node(mac: str, gateway: IPv4Address, cidr: IPv4Network,

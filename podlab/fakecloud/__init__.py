@@ -5,6 +5,7 @@ from podlab.fakecloud.instance_types import INSTANCE_TYPES, InstanceType
 from podlab.fakecloud.mock import mock
 from podlab.fakecloud.models import Cloud, Eni, FabricHooks
 from podlab.fakecloud.topology import (
+    SECURITY_GROUP_ID,
     Node,
     Topology,
     TopologyError,
@@ -17,6 +18,7 @@ from podlab.fakecloud.wire import DEFAULT_CREDENTIALS, Endpoint
 __all__ = [
     "DEFAULT_CREDENTIALS",
     "INSTANCE_TYPES",
+    "SECURITY_GROUP_ID",
     "Cloud",
     "CloudError",
     "Endpoint",

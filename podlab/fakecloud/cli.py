@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import signal
 import sys
 
@@ -16,14 +17,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("fakecloud", help="the emulated Alibaba Cloud OpenAPI")
     verbs = p.add_subparsers(required=True, metavar="VERB")
     serve = verbs.add_parser("serve", help="serve ECS/VPC OpenAPI over HTTP until Ctrl-C")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     (key, secret), = DEFAULT_CREDENTIALS.items()
-    serve.add_argument("--access-key-id", default=key)
-    serve.add_argument("--access-key-secret", default=secret)
+    serve.add_argument("--access-key-id", default=key, help="the one credential accepted")
+    serve.add_argument("--access-key-secret", default=secret, help="its secret")
+    serve.add_argument("--admin-token", default=None, metavar="TOKEN",
+                       help="bearer token of the /_podlab/ admin endpoints (default: random, "
+                            "printed at start)")
     serve.add_argument("--topology", metavar="FILE",
                        help="the world to serve (default: 2 instances in 2 zones)")
-    serve.add_argument("--attach-delay", type=float, default=0.0, metavar="SECONDS")
+    serve.add_argument("--attach-delay", type=float, default=0.0, metavar="SECONDS",
+                       help="how long an attach or detach takes to settle")
     serve.set_defaults(func=cmd_serve)
 
 
@@ -34,10 +39,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     endpoint = Endpoint(Cloud(topology, attach_delay=args.attach_delay),
                         {args.access_key_id: args.access_key_secret})
     endpoint.faults.set(topology.faults)
-    server = cloud_server(endpoint, args.host, args.port).start()
+    token = args.admin_token or secrets.token_urlsafe(16)
+    server = cloud_server(endpoint, args.host, args.port, admin_token=token).start()
     print(f"fakecloud: serving {topology.region} ({len(topology.nodes)} instances, "
-          f"{len(topology.vswitches)} vSwitches) at {server.url}; admin at "
-          f"{server.url}/_podlab/state", file=sys.stderr, flush=True)
+          f"{len(topology.vswitches)} vSwitches) at {server.url}; admin: curl -H "
+          f"'Authorization: Bearer {token}' {server.url}/_podlab/state", file=sys.stderr,
+          flush=True)
     signal.sigwait(stop)
     server.stop()
     return 0

@@ -111,3 +111,23 @@ class IpInUse(CloudError):
 class OperationConflict(CloudError):
     code = "Operation.Conflict"
     status = 409
+
+
+class SignatureNonceUsed(CloudError):
+    code = "SignatureNonceUsed"
+    status = 400
+
+
+class InvalidTimeStampFormat(CloudError):
+    code = "InvalidTimeStamp.Format"
+    status = 400
+
+
+class InvalidTimeStampExpired(CloudError):
+    code = "InvalidTimeStamp.Expired"
+    status = 400
+
+
+class IdempotentParameterMismatch(CloudError):
+    code = "IdempotentParameterMismatch"
+    status = 400

@@ -15,13 +15,13 @@ import ipaddress
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, cast
 
 from podlab.fakecloud import exceptions as err
 from podlab.fakecloud.instance_types import INSTANCE_TYPES, InstanceType
-from podlab.fakecloud.topology import Node, Topology, VSwitch, mac_address
+from podlab.fakecloud.topology import SECURITY_GROUP_ID, Node, Topology, VSwitch, mac_address
 
 T = TypeVar("T")
 MAX_IPS_UNATTACHED = 10  # what an ENI may hold before it is attached to an instance
@@ -80,13 +80,13 @@ class Cloud:
         self.enis: dict[str, Eni] = {}
         self._used: dict[str, set[str]] = {v.id: set() for v in topology.vswitches}
         self._ipv6_used: set[str] = set()
-        self._tokens: dict[tuple[str, str], object] = {}
+        self._tokens: dict[tuple[str, str], tuple[Hashable, object]] = {}
         self._ids = itertools.count(1)
         for node in topology.nodes:
             self._used[node.vswitch.id].add(str(node.primary_ip))
             self.enis[node.primary_eni_id] = Eni(
                 node.primary_eni_id, node.vswitch, node.mac, str(node.primary_ip), "Primary",
-                "InUse", node.instance_id)
+                "InUse", node.instance_id, security_groups=[SECURITY_GROUP_ID])
 
     # -- lookups ----------------------------------------------------------------------
 
@@ -127,15 +127,21 @@ class Cloud:
 
     # -- idempotency ------------------------------------------------------------------
 
-    def idempotent(self, action: str, token: str | None, do: Callable[[], T]) -> T:
-        """A ClientToken makes a retried call return the first call's answer."""
+    def idempotent(self, action: str, token: str | None, request: Hashable,
+                   do: Callable[[], T]) -> T:
+        """A ClientToken makes a retried call return the first call's answer; the same
+        token with another `request` (the call's meaning, not its encoding) is refused."""
         if token is None:
             return do()
         with self.lock:
             key = (action, token)
             if key not in self._tokens:
-                self._tokens[key] = do()
-            return cast(T, self._tokens[key])
+                self._tokens[key] = (request, do())
+            first, answer = self._tokens[key]
+            if first != request:
+                raise err.IdempotentParameterMismatch(
+                    f"The ClientToken {token!r} was used by a {action} with other parameters.")
+            return cast(T, answer)
 
     # -- addresses --------------------------------------------------------------------
 

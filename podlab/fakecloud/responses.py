@@ -38,18 +38,19 @@ def render_eni(cloud: Cloud, eni: Eni) -> Json:
 
 
 def create_network_interface(cloud: Cloud, p: Params) -> Json:
+    vswitch = p.required("VSwitchId")
+    groups = p.strings("SecurityGroupIds") or [p.get("SecurityGroupId") or ""]
+    count = p.number("SecondaryPrivateIpAddressCount", 0, 0, 49) or 0
+    explicit, primary, tags = p.strings("PrivateIpAddress"), p.get("PrimaryIpAddress"), p.tags()
+
     def create() -> Json:
-        eni = cloud.create_eni(
-            p.required("VSwitchId"),
-            security_groups=p.strings("SecurityGroupIds") or [p.get("SecurityGroupId") or ""],
-            secondary_count=p.number("SecondaryPrivateIpAddressCount", 0, 0, 49) or 0,
-            explicit=p.strings("PrivateIpAddress"),
-            primary_ip=p.get("PrimaryIpAddress"),
-            tags=p.tags(),
-        )
+        eni = cloud.create_eni(vswitch, security_groups=groups, secondary_count=count,
+                               explicit=explicit, primary_ip=primary, tags=tags)
         return render_eni(cloud, eni)
 
-    return cloud.idempotent("CreateNetworkInterface", p.get("ClientToken"), create)
+    request = (vswitch, frozenset(groups), count, tuple(explicit), primary,
+               frozenset(tags.items()))
+    return cloud.idempotent("CreateNetworkInterface", p.get("ClientToken"), request, create)
 
 
 def delete_network_interface(cloud: Cloud, p: Params) -> Json:
@@ -112,7 +113,8 @@ def assign_private_ip_addresses(cloud: Cloud, p: Params) -> Json:
         return {"AssignedPrivateIpAddressesSet": {
             "NetworkInterfaceId": eni_id, "PrivateIpSet": {"PrivateIpAddress": ips}}}
 
-    return cloud.idempotent(f"AssignPrivateIpAddresses/{eni_id}", p.get("ClientToken"), assign)
+    return cloud.idempotent("AssignPrivateIpAddresses", p.get("ClientToken"),
+                            (eni_id, count, tuple(explicit)), assign)
 
 
 def unassign_private_ip_addresses(cloud: Cloud, p: Params) -> Json:
@@ -159,15 +161,23 @@ def describe_instances(cloud: Cloud, p: Params) -> Json:
         if ids and node.instance_id not in ids:
             continue
         enis = [e for e in cloud.all_enis() if e.instance_id == node.instance_id]
+        kind = INSTANCE_TYPES[node.instance_type]
         rows.append({
-            "InstanceId": node.instance_id, "InstanceName": node.name,
-            "InstanceType": node.instance_type, "Status": "Running",
+            "InstanceId": node.instance_id, "InstanceName": node.name, "HostName": node.name,
+            "InstanceType": node.instance_type, "InstanceTypeFamily": kind.family,
+            "Cpu": kind.cpu_cores, "Memory": int(kind.memory_gib * 1024),
+            "Status": "Running", "OSType": "linux", "InstanceNetworkType": "vpc",
             "RegionId": cloud.topology.region, "ZoneId": node.zone,
+            # The instance's security groups are its primary ENI's, as on ECS.
+            "SecurityGroupIds": {"SecurityGroupId": cloud.eni(node.primary_eni_id)
+                                 .security_groups},
             "VpcAttributes": {"VpcId": cloud.topology.vpc_id, "VSwitchId": node.vswitch.id,
                               "PrivateIpAddress": {"IpAddress": [str(node.primary_ip)]}},
             "NetworkInterfaces": {"NetworkInterface": [
                 {"NetworkInterfaceId": e.id, "MacAddress": e.mac, "PrimaryIpAddress":
-                 e.primary_ip, "Type": e.type} for e in enis]},
+                 e.primary_ip, "Type": e.type, "PrivateIpSets": {"PrivateIpSet": [
+                     {"PrivateIpAddress": ip, "Primary": ip == e.primary_ip} for ip in e.ips]}}
+                for e in enis]},
         })
     return {"TotalCount": len(rows), "PageNumber": 1, "PageSize": max(len(rows), 10),
             "Instances": {"Instance": rows}}

@@ -1,8 +1,11 @@
-"""The HTTP transport: the same Endpoint behind a threaded HTTP server, plus the admin
-endpoints under `/_podlab/` (state, calls, reset) that tests and people use to look in."""
+"""The HTTP transport: the same Endpoint behind a threaded HTTP server, and on a listener
+given an admin token, the admin endpoints under `/_podlab/` (state, calls, faults, reset)
+that tests and people use to look in. They answer only `Authorization: Bearer <token>`:
+whoever can reset the cloud can make the lab hand out addresses that are still in use."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import socket
 from dataclasses import asdict
@@ -31,6 +34,7 @@ def state(cloud: Cloud) -> dict[str, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     endpoint: Endpoint
+    admin_token: str | None = None
     _body: bytes = b""
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes; with Nagle on, keep-alive clients wait 40 ms.
@@ -46,6 +50,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _admin(self) -> None:
         path = self.path[len(ADMIN):].split("?")[0]
+        assert self.admin_token is not None
+        offered = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(offered.encode(), self.admin_token.encode()):
+            self._reply(401, {"Content-Type": "application/json"}, json.dumps(
+                {"error": "the admin endpoints need the lab's admin token "
+                          "(Authorization: Bearer <token>)"}).encode())
+            return
         if path == "state":
             data: object = state(self.endpoint.cloud)
         elif path == "calls":
@@ -73,7 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         self._body = body
-        if self.path.startswith(ADMIN):
+        if self.admin_token is not None and self.path.startswith(ADMIN):
             self._admin()
             return
         r = self.endpoint.handle(self.command, self.path, dict(self.headers.items()), body)
@@ -87,7 +98,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def cloud_server(endpoint: Endpoint, host: str = "127.0.0.1", port: int = 0,
-                 sock: socket.socket | None = None) -> BackgroundServer:
-    """Serve an Endpoint over HTTP; `sock` lets the lab bind it inside the VPC."""
-    return BackgroundServer(type("Handler", (_Handler,), {"endpoint": endpoint}), host, port,
-                            sock)
+                 sock: socket.socket | None = None, *,
+                 admin_token: str | None = None) -> BackgroundServer:
+    """Serve an Endpoint over HTTP; `sock` lets the lab bind it inside the VPC. Without an
+    `admin_token` the admin paths are not served at all (any other path's answer)."""
+    handler = type("Handler", (_Handler,), {"endpoint": endpoint, "admin_token": admin_token})
+    return BackgroundServer(handler, host, port, sock)

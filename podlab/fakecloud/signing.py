@@ -51,7 +51,8 @@ class HttpRequest:
     body: bytes
 
 
-def verify_acs3(request: HttpRequest, credentials: Mapping[str, str]) -> None:
+def verify_acs3(request: HttpRequest, credentials: Mapping[str, str]) -> str:
+    """Checks the signature; returns the access key id that signed."""
     method, path, query, headers, body = (request.method, request.path, request.query,
                                           request.headers, request.body)
     auth = headers["authorization"]
@@ -75,9 +76,11 @@ def verify_acs3(request: HttpRequest, credentials: Mapping[str, str]) -> None:
     expected = hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, fields["Signature"]):
         raise _mismatch(string_to_sign)
+    return fields["Credential"]
 
 
-def verify_rpc(method: str, params: Mapping[str, str], credentials: Mapping[str, str]) -> None:
+def verify_rpc(method: str, params: Mapping[str, str], credentials: Mapping[str, str]) -> str:
+    """Checks the signature; returns the access key id that signed."""
     for name in ("AccessKeyId", "Signature"):
         if name not in params:
             raise MissingParameter(f"The input parameter \"{name}\" that is mandatory for "
@@ -89,3 +92,4 @@ def verify_rpc(method: str, params: Mapping[str, str], credentials: Mapping[str,
     digest = hmac.new(f"{secret}&".encode(), string_to_sign.encode(), hashlib.sha1).digest()
     if not hmac.compare_digest(base64.b64encode(digest).decode(), params["Signature"]):
         raise _mismatch(string_to_sign)
+    return params["AccessKeyId"]

@@ -26,6 +26,7 @@ DEFAULT_REGION = "cn-hangzhou"
 DEFAULT_VPC_CIDR = "192.168.0.0/16"
 DEFAULT_INSTANCE_TYPE = "ecs.g7.large"
 ALIBABA_OUI = "00:16:3e"
+SECURITY_GROUP_ID = "sg-podlab"  # the cluster's: every node's primary ENI is in it
 
 
 class TopologyError(ValueError):
@@ -135,6 +136,8 @@ def load_topology(path: str | Path) -> Topology:
     """Read a topology YAML (or JSON) file; errors name the field that is wrong."""
     try:
         data = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise TopologyError(str(path), f"cannot read it: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise TopologyError(str(path), f"not valid YAML: {e}") from e
     if not isinstance(data, dict):

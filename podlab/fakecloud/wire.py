@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from podlab.fakecloud.exceptions import CloudError, InvalidAction, MissingParameter
 from podlab.fakecloud.faults import Faults
+from podlab.fakecloud.freshness import Freshness
 from podlab.fakecloud.models import Cloud
 from podlab.fakecloud.params import Params
 from podlab.fakecloud.responses import ACTIONS
@@ -47,10 +48,11 @@ class Endpoint:
     """The OpenAPI endpoint in front of one Cloud, with its credentials and call log."""
 
     def __init__(self, cloud: Cloud, credentials: Mapping[str, str] | None = None,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None, freshness: Freshness | None = None) -> None:
         self.cloud = cloud
         self.credentials = dict(credentials or DEFAULT_CREDENTIALS)
         self.faults = faults or Faults(clock=cloud.clock)
+        self.freshness = freshness or Freshness()
         self.calls: list[CallRecord] = []
 
     def reset(self) -> None:
@@ -73,10 +75,13 @@ class Endpoint:
         action = headers.get("x-acs-action") or params.get("Action", "")
         try:
             if "authorization" in headers:
-                verify_acs3(HttpRequest(method, split.path, query, headers, body),
-                            self.credentials)
+                key = verify_acs3(HttpRequest(method, split.path, query, headers, body),
+                                  self.credentials)
+                self.freshness.check(key, headers.get("x-acs-date"),
+                                     headers.get("x-acs-signature-nonce"))
             else:
-                verify_rpc(method, params, self.credentials)
+                key = verify_rpc(method, params, self.credentials)
+                self.freshness.check(key, params.get("Timestamp"), params.get("SignatureNonce"))
             if not action:
                 raise MissingParameter("The input parameter \"Action\" that is mandatory for "
                                        "processing this request is not supplied.")

@@ -1,5 +1,6 @@
 """An in-memory subset of the Kubernetes API server, enough for kubectl and client libraries.
 
 The lab's control plane keeps its objects here; `store` holds them, `server` speaks the
-Kubernetes REST dialect over plain HTTP so that real clients can drive the lab.
+Kubernetes REST dialect over plain HTTP so that real clients can drive the lab. Both are
+the same for every kind: each kind's rules are its `Strategy`, one module in `kinds`.
 """

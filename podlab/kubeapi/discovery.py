@@ -17,13 +17,12 @@ import json
 from functools import cache
 from typing import Any
 
-from podlab.kubeapi.resources import RESOURCES, Resource, group_versions
+from podlab.kubeapi.registry import Registry
+from podlab.kubeapi.resources import Resource
 
 Obj = dict[str, Any]
 GIT_VERSION = "v1.32.0-podlab"
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-# the "all" category of `kubectl get all`
-_IN_ALL = ("pods", "services", "deployments", "statefulsets")
 
 
 def version() -> Obj:
@@ -37,30 +36,27 @@ def api_versions(server_address: str) -> Obj:
         {"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}
 
 
-def _group(group: str) -> Obj:
-    versions = [{"groupVersion": f"{g}/{v}", "version": v} for g, v in group_versions()
+def _group(kinds: Registry, group: str) -> Obj:
+    versions = [{"groupVersion": f"{g}/{v}", "version": v} for g, v in kinds.group_versions()
                 if g == group]
     return {"name": group, "versions": versions, "preferredVersion": versions[0]}
 
 
-def api_group_list() -> Obj:
-    groups = sorted({g for g, _ in group_versions() if g})
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g) for g in groups]}
+def api_group_list(kinds: Registry) -> Obj:
+    groups = sorted({g for g, _ in kinds.group_versions() if g})
+    return {"kind": "APIGroupList", "apiVersion": "v1",
+            "groups": [_group(kinds, g) for g in groups]}
 
 
-def api_group(group: str) -> Obj | None:
-    if group not in {g for g, _ in group_versions() if g}:
+def api_group(kinds: Registry, group: str) -> Obj | None:
+    if group not in {g for g, _ in kinds.group_versions() if g}:
         return None
-    return {"kind": "APIGroup", "apiVersion": "v1", **_group(group)}
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group(kinds, group)}
 
 
-def _served(group: str, version: str) -> list[Resource]:
-    return [r for r in RESOURCES.values() if (r.group, r.version) == (group, version)]
-
-
-def api_resource_list(group: str, version: str) -> Obj | None:
+def api_resource_list(kinds: Registry, group: str, version: str) -> Obj | None:
     """The APIResourceList of one group/version, with /status subresources."""
-    served = _served(group, version)
+    served = kinds.served(group, version)
     if not served:
         return None
     resources: list[Obj] = []
@@ -69,8 +65,8 @@ def api_resource_list(group: str, version: str) -> Obj | None:
                       "kind": r.kind, "verbs": VERBS}
         if r.short_names:
             entry["shortNames"] = list(r.short_names)
-        if r.name in _IN_ALL:
-            entry["categories"] = ["all"]
+        if r.categories:
+            entry["categories"] = list(r.categories)
         resources.append(entry)
         if r.has_status:
             resources.append({"name": f"{r.name}/status", "singularName": "",
@@ -98,12 +94,12 @@ def _patch_operation(r: Resource) -> Obj:
     }
 
 
-@cache
-def _documents() -> dict[str, bytes]:
+@cache  # a Registry never changes, so neither do its documents
+def _documents(kinds: Registry) -> dict[str, bytes]:
     docs = {}
-    for group, version in group_versions():
+    for group, version in kinds.group_versions():
         paths: Obj = {}
-        for r in _served(group, version):
+        for r in kinds.served(group, version):
             scope = "namespaces/{namespace}/" if r.namespaced else ""
             paths[f"/{_gv_path(group, version)}/{scope}{r.name}/{{name}}"] = {
                 "patch": _patch_operation(r)}
@@ -113,14 +109,14 @@ def _documents() -> dict[str, bytes]:
     return docs
 
 
-def openapi_v3_index() -> Obj:
+def openapi_v3_index(kinds: Registry) -> Obj:
     """The /openapi/v3 discovery document: a URL (with a content hash) per group/version."""
     return {"paths": {
         path: {"serverRelativeURL": f"/openapi/v3/{path}?hash="
                                     f"{hashlib.sha512(body).hexdigest().upper()}"}
-        for path, body in _documents().items()}}
+        for path, body in _documents(kinds).items()}}
 
 
-def openapi_v3_document(path: str) -> bytes | None:
+def openapi_v3_document(kinds: Registry, path: str) -> bytes | None:
     """The document for "api/v1", "apis/apps/v1"...; None if there is none."""
-    return _documents().get(path.strip("/"))
+    return _documents(kinds).get(path.strip("/"))

@@ -9,7 +9,7 @@ _DNS1123_LABEL = re.compile(f"^{_LABEL}$")
 _DNS1123_SUBDOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_PORT_NAME_CHARS = re.compile(r"^[-a-z0-9]+$")
 
 
 def _syntax(value: str, limit: int, pattern: re.Pattern[str], rule: str) -> list[str]:
@@ -80,10 +80,12 @@ def port_name(value: str) -> list[str]:
     errs = []
     if len(value) > 15:
         errs.append("must be no more than 15 characters")
-    if not _IANA_SVC_NAME.match(value):
+    if not _PORT_NAME_CHARS.match(value):
         errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
-    elif "--" in value:
-        errs.append("must not contain consecutive hyphens")
-    elif not re.search("[a-z]", value):
+    if not re.search("[a-z]", value):
         errs.append("must contain at least one letter (a-z)")
+    if "--" in value:
+        errs.append("must not contain consecutive hyphens")
+    if value.startswith("-") or value.endswith("-"):
+        errs.append("must not begin or end with a hyphen")
     return errs

@@ -3,17 +3,20 @@
 Strategic merge is what `kubectl apply` and `kubectl patch` send for built-in kinds: lists of
 containers, ports, env... are merged by their key instead of replaced, and the patch may
 carry directives (`$patch`, `$setElementOrder/...`, `$retainKeys`,
-`$deleteFromPrimitiveList/...`). The merge keys below are those of the kinds served here.
+`$deleteFromPrimitiveList/...`). The merge keys below are those of the pod template and
+metadata every kind shares; a kind adds its own (`Strategy.merge_keys`).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from podlab.kubeapi.errors import ApiError, bad_request
 
 _CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+MergeKeys = Mapping[tuple[str, ...], str]
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -37,10 +40,11 @@ _TAIL_KEYS: dict[tuple[str, ...], str] = {
     ("status", "addresses"): "type"}
 
 
-def merge_key(resource: str, path: tuple[str, ...]) -> str | None:
-    """The patchMergeKey of the list at `path` (field names from the root), None if atomic."""
-    if resource == "services" and path == ("spec", "ports"):
-        return "port"
+def merge_key(kind_keys: MergeKeys, path: tuple[str, ...]) -> str | None:
+    """The patchMergeKey of the list at `path` (field names from the root), None if atomic;
+    `kind_keys` are the kind's own, by whole path (a Service's `spec.ports` by `port`)."""
+    if path in kind_keys:
+        return kind_keys[path]
     if path[-1:] == ("ports",):
         return "containerPort" if path[-2:-1] and path[-2] in _CONTAINER_LISTS else None
     return _TAIL_KEYS.get(path[-2:]) or (_KEYS.get(path[-1]) if path else None)
@@ -56,8 +60,9 @@ def _ordered(items: list[Any], order: list[Any], key: str | None) -> list[Any]:
     return [item for _, item in indexed]
 
 
-def _merge_list(resource: str, path: tuple[str, ...], target: Any, patch: list[Any]) -> Any:
-    key = merge_key(resource, path)
+def _merge_list(kind_keys: MergeKeys, path: tuple[str, ...], target: Any,
+                patch: list[Any]) -> Any:
+    key = merge_key(kind_keys, path)
     if key is None:
         return [item for item in copy.deepcopy(patch)
                 if not (isinstance(item, dict) and item.get("$patch") == "delete")]
@@ -73,23 +78,23 @@ def _merge_list(resource: str, path: tuple[str, ...], target: Any, patch: list[A
             if at is not None:
                 del result[at]
         elif at is None:
-            result.append(strategic_merge(resource, path, {}, item))
+            result.append(strategic_merge(kind_keys, path, {}, item))
         else:
-            result[at] = strategic_merge(resource, path, result[at], item)
+            result[at] = strategic_merge(kind_keys, path, result[at], item)
     return result
 
 
-def _merge_field(resource: str, path: tuple[str, ...], result: dict[str, Any], key: str,
-                 value: Any) -> None:
+def _merge_field(kind_keys: MergeKeys, path: tuple[str, ...], result: dict[str, Any],
+                 key: str, value: Any) -> None:
     if key.startswith("$deleteFromPrimitiveList/"):
         field = key.split("/", 1)[1]
         result[field] = [v for v in result.get(field) or [] if v not in value]
     elif value is None:
         result.pop(key, None)
     elif isinstance(value, list):
-        result[key] = _merge_list(resource, (*path, key), result.get(key), value)
+        result[key] = _merge_list(kind_keys, (*path, key), result.get(key), value)
     elif isinstance(value, dict):
-        merged = strategic_merge(resource, (*path, key), result.get(key), value)
+        merged = strategic_merge(kind_keys, (*path, key), result.get(key), value)
         if merged is None:
             result.pop(key, None)
         else:
@@ -98,10 +103,12 @@ def _merge_field(resource: str, path: tuple[str, ...], result: dict[str, Any], k
         result[key] = copy.deepcopy(value)
 
 
-def strategic_merge(resource: str, path: tuple[str, ...], target: Any, patch: Any) -> Any:
+def strategic_merge(kind_keys: MergeKeys, path: tuple[str, ...], target: Any,
+                    patch: Any) -> Any:
     """Apply a strategic merge patch `patch` to `target`, the object at `path`."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
+    _check_directives(patch)
     directive = patch.get("$patch")
     if directive == "delete":
         return None
@@ -110,15 +117,28 @@ def strategic_merge(resource: str, path: tuple[str, ...], target: Any, patch: An
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if key not in ("$patch", "$retainKeys") and not key.startswith("$setElementOrder/"):
-            _merge_field(resource, path, result, key, value)
+            _merge_field(kind_keys, path, result, key, value)
     for key, order in patch.items():
         field = key.removeprefix("$setElementOrder/")
         if field != key and isinstance(result.get(field), list):
-            result[field] = _ordered(result[field], order, merge_key(resource, (*path, field)))
+            result[field] = _ordered(result[field], order, merge_key(kind_keys, (*path, field)))
     if isinstance(patch.get("$retainKeys"), list):
         keep = set(patch["$retainKeys"])
         result = {k: v for k, v in result.items() if k in keep}
     return result
+
+
+def _check_directives(patch: dict[str, Any]) -> None:
+    """A directive of the wrong shape is the client's error, as upstream answers it."""
+    if patch.get("$patch", "merge") not in ("merge", "replace", "delete"):
+        raise bad_request(f"Unknown patch type: {patch['$patch']!r}")
+    for key, value in patch.items():
+        listed = key == "$retainKeys" or key.startswith(("$setElementOrder/",
+                                                         "$deleteFromPrimitiveList/"))
+        if listed and not isinstance(value, list):
+            raise bad_request(f"invalid patch: {key} must be a list, not {value!r}")
+        if key == "$retainKeys" and not all(isinstance(k, str) for k in value):
+            raise bad_request("invalid patch: $retainKeys must list field names")
 
 
 def _pointer(path: str) -> list[str]:
@@ -201,7 +221,8 @@ def json_patch(target: Any, ops: Any) -> Any:
     return doc
 
 
-def apply_patch(resource: str, target: dict[str, Any], patch: Any, patch_type: str) -> Any:
+def apply_patch(target: dict[str, Any], patch: Any, patch_type: str,
+                kind_keys: MergeKeys) -> Any:
     """`target` patched; patch_type is "merge", "strategic" or "json"."""
     if patch_type == "json":
         return json_patch(target, patch)
@@ -210,5 +231,5 @@ def apply_patch(resource: str, target: dict[str, Any], patch: Any, patch_type: s
     if patch_type == "merge":
         return merge_patch(target, patch)
     if patch_type == "strategic":
-        return strategic_merge(resource, (), target, patch)
+        return strategic_merge(kind_keys, (), target, patch)
     raise ApiError(415, "UnsupportedMediaType", f"patch type {patch_type!r} is not supported")

@@ -7,30 +7,37 @@ from dataclasses import dataclass
 from typing import Any
 
 from podlab.kubeapi.errors import ApiError
-from podlab.kubeapi.resources import RESOURCES, Resource
+from podlab.kubeapi.registry import Registry
+from podlab.kubeapi.resources import Resource
+from podlab.kubeapi.strategy import Strategy
 
 Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Route:
-    """A request path resolved against the served resources."""
+    """A request path resolved against the served kinds."""
 
-    resource: Resource
+    strategy: Strategy
     namespace: str | None
     name: str | None
     subresource: str | None
+
+    @property
+    def resource(self) -> Resource:
+        return self.strategy.resource
 
 
 def no_route() -> ApiError:
     return ApiError(404, "NotFound", "the server could not find the requested resource")
 
 
-def resolve(parts: list[str]) -> Route:
+def resolve(kinds: Registry, parts: list[str]) -> Route:
     """Route the path segments after `/api` or `/apis`: `[group, version, ...]`, the group
-    "" for the core API, to a resource, namespace, name and subresource; 404 if none."""
+    "" for the core API, to one of `kinds`' resources, a namespace, name and subresource;
+    404 if none."""
     group, version, rest = parts[0], parts[1], parts[2:]
-    served = {r.name: r for r in RESOURCES.values() if (r.group, r.version) == (group, version)}
+    served = {r.name: r for r in kinds.served(group, version)}
     namespace = None
     if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] in served \
             and served[rest[2]].namespaced:
@@ -43,7 +50,7 @@ def resolve(parts: list[str]) -> Route:
     if (sub is not None and (sub != "status" or not r.has_status)) or \
             (r.namespaced and name is not None and namespace is None):
         raise no_route()
-    return Route(r, namespace, name, sub)
+    return Route(kinds.strategy(r.name), namespace, name, sub)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ syntax error is a 400 as it would be from a real API server.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,11 +187,8 @@ class FieldTerm:
     value: str
     negate: bool
 
-    def matches(self, fields: Callable[[str], str | None]) -> bool:
-        have = fields(self.field)
-        if have is None:
-            raise bad_request(f'field label not supported: {self.field}')
-        return (have == self.value) != self.negate
+    def matches(self, fields: Mapping[str, str]) -> bool:
+        return (fields[self.field] == self.value) != self.negate
 
 
 def _split_unescaped(text: str, sep: str) -> list[str]:
@@ -228,27 +225,13 @@ def parse_field_selector(text: str) -> list[FieldTerm]:
     return terms
 
 
-def field_value(resource: str, obj: Mapping[str, Any], field: str) -> str | None:
-    """The value a field selector compares for `obj`; None if the field is not selectable."""
-    meta = obj.get("metadata") or {}
-    if field == "metadata.name":
-        return str(meta.get("name") or "")
-    if field == "metadata.namespace":
-        return str(meta.get("namespace") or "")
-    if resource == "pods" and field in ("spec.nodeName", "spec.restartPolicy",
-                                        "spec.schedulerName", "spec.serviceAccountName",
-                                        "status.phase", "status.podIP", "status.nominatedNodeName"):
-        section, key = field.split(".")
-        return str((obj.get(section) or {}).get(key) or "")
-    return None
+def fields_match(terms: list[FieldTerm], fields: Mapping[str, str]) -> bool:
+    """Whether an object whose selectable fields are `fields` matches every term."""
+    return all(t.matches(fields) for t in terms)
 
 
-def fields_match(resource: str, terms: list[FieldTerm], obj: Mapping[str, Any]) -> bool:
-    return all(t.matches(lambda f: field_value(resource, obj, f)) for t in terms)
-
-
-def check_fields(resource: str, terms: list[FieldTerm]) -> None:
+def check_fields(terms: list[FieldTerm], supported: Collection[str]) -> None:
     """Reject unsupported field labels up front, even when nothing would be compared."""
     for t in terms:
-        if field_value(resource, {}, t.field) is None:
+        if t.field not in supported:
             raise bad_request(f'field label not supported: {t.field}')

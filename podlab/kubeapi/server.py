@@ -3,8 +3,8 @@
 Enough of the real server's dialect for kubectl 1.32 and the official client libraries:
 discovery, list/get/create/update/patch/delete on every resource and its /status, watches
 streamed as chunked newline-delimited JSON, server-side Tables for `kubectl get`, and
-errors as Status objects with their HTTP codes. No TLS, no authentication: the lab's
-API is for the lab's own hosts.
+errors as Status objects with their HTTP codes. Bearer tokens authenticate (`auth`); no
+TLS: the lab's API is for the lab's own hosts.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -21,15 +22,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import yaml
-
-from podlab.kubeapi import discovery
+from podlab.kubeapi import discovery, framing
+from podlab.kubeapi.auth import Tokens, authorize
 from podlab.kubeapi.errors import ApiError, bad_request
 from podlab.kubeapi.resources import Resource
 from podlab.kubeapi.routing import Accept, Route, no_route, partial, resolve
 from podlab.kubeapi.store import Store, Watch
 from podlab.kubeapi.tables import table
-from podlab.kubeapi.validation import unknown_fields
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -40,6 +39,8 @@ PATCH_TYPES = {"application/merge-patch+json": "merge",
 DEFAULT_WATCH_TIMEOUT = 1800.0  # the real server's minimum request timeout
 STOP_GRACE = 2.0  # seconds stop() lets watch streams take to end cleanly
 POLL = 0.5  # how often an idle watch checks for its client leaving or the server stopping
+LISTEN_BACKLOG = 512  # connections the kernel queues before accept (kube-apiserver: 1024+)
+IDLE_TIMEOUT = 30.0  # seconds a connection may send nothing before it is dropped
 
 
 def _flag(query: dict[str, str], name: str) -> bool:
@@ -48,23 +49,41 @@ def _flag(query: dict[str, str], name: str) -> bool:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
     store: Store
     stopping: threading.Event
     connections: set[socket.socket]
     watches: set[Watch]
+    tokens: Tokens | None  # None: no authentication (a test's private server)
+    tls: ssl.SSLContext | None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that fails its handshake or vanishes is the client's problem."""
+        log.debug("connection from %s failed", client_address, exc_info=True)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept; with TLS the handshake waits for the connection's own thread, so a slow
+        or silent client cannot hold the accept loop."""
+        conn, address = super().get_request()
+        if self.tls is not None:
+            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, address
     lock: threading.Condition  # guards connections and watches; notified as watches end
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT  # a silent client (idle keep-alive, half-sent request) lets go
     disable_nagle_algorithm = True  # responses go out in two writes; don't wait 40 ms
     server: _HTTPServer
     _warnings: list[str]  # Warning headers for the response being made
 
     def setup(self) -> None:
-        super().setup()
+        super().setup()  # the connection's timeout bounds the TLS handshake too
         with self.server.lock:
             self.server.connections.add(self.connection)
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
 
     def finish(self) -> None:
         with self.server.lock:
@@ -105,35 +124,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, code: int, obj: Any) -> None:
         self._send(code, json.dumps(obj).encode())
 
-    def _body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            data = b""
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                data += self.rfile.read(size)
-                self.rfile.readline()
-            self.rfile.readline()
-            return data
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
     def _decoded(self, body: bytes) -> Any:
         ctype = self.headers.get("Content-Type", "application/json").split(";")[0].strip()
-        try:
-            if ctype in ("application/yaml", "application/apply-patch+yaml"):
-                return yaml.safe_load(body)
-            return json.loads(body or b"null")
-        except (ValueError, yaml.YAMLError) as e:
-            raise bad_request(f"the request body could not be decoded: {e}") from None
+        return framing.decode(body, ctype)
 
     def _serve(self) -> None:
         self._warnings = []
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         try:
-            body = self._body() if self.command in ("POST", "PUT", "PATCH", "DELETE") else b""
+            body = (framing.read_body(self.rfile, self.headers)
+                    if self.command in ("POST", "PUT", "PATCH", "DELETE") else b"")
             self._dispatch([p for p in url.path.split("/") if p], query, body)
         except ApiError as e:
+            if e.code in (400, 408, 413):  # the rest of the body, if any, is not read
+                self.close_connection = True
             self._json(e.code, e.status())
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
         except Exception as e:
             log.exception("%s %s failed", self.command, self.path)
@@ -143,14 +150,20 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routing -------------------------------------------------------------------------
 
     def _dispatch(self, parts: list[str], query: dict[str, str], body: bytes) -> None:
-        if self.command == "GET" and self._discovery(parts):
+        user = (self.server.tokens.authenticate(self.headers.get("Authorization", ""))
+                if self.server.tokens is not None else None)
+        if self.command == "GET" and self._discovery(parts):  # every user may discover
             return
+        kinds = self.server.store.kinds
         if parts[:1] == ["api"] and len(parts) >= 3:
-            route = resolve(["", *parts[1:]])
+            route = resolve(kinds, ["", *parts[1:]])
         elif parts[:1] == ["apis"] and len(parts) >= 4:
-            route = resolve(parts[1:])
+            route = resolve(kinds, parts[1:])
         else:
             raise no_route()
+        if user is not None:
+            authorize(user, self._verb(route, query), route.resource.group,
+                      route.resource.name, route.namespace)
         if query.get("dryRun"):
             raise bad_request("dryRun is not supported by this server")
         if route.name is None:
@@ -158,25 +171,36 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._item(route, query, body)
 
+    def _verb(self, route: Route, query: dict[str, str]) -> str:
+        """The RBAC verb of this request."""
+        if self.command == "GET":
+            if route.name is not None:
+                return "get"
+            return "watch" if _flag(query, "watch") else "list"
+        if self.command == "DELETE":
+            return "delete" if route.name is not None else "deletecollection"
+        return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(self.command, "")
+
     def _discovery(self, parts: list[str]) -> bool:
         """Answer the discovery and OpenAPI endpoints; False if `parts` is none of them."""
         found: Any = None
+        kinds = self.server.store.kinds
         if parts == ["version"]:
             found = discovery.version()
         elif parts == ["api"]:
             found = discovery.api_versions(self.headers.get("Host", ""))
         elif parts == ["apis"]:
-            found = discovery.api_group_list()
+            found = discovery.api_group_list(kinds)
         elif len(parts) == 2 and parts[0] == "api":
-            found = discovery.api_resource_list("", parts[1])
+            found = discovery.api_resource_list(kinds, "", parts[1])
         elif len(parts) == 2 and parts[0] == "apis":
-            found = discovery.api_group(parts[1])
+            found = discovery.api_group(kinds, parts[1])
         elif len(parts) == 3 and parts[0] == "apis":
-            found = discovery.api_resource_list(parts[1], parts[2])
+            found = discovery.api_resource_list(kinds, parts[1], parts[2])
         elif parts == ["openapi", "v3"]:
-            found = discovery.openapi_v3_index()
+            found = discovery.openapi_v3_index(kinds)
         elif parts[:2] == ["openapi", "v3"]:
-            doc = discovery.openapi_v3_document("/".join(parts[2:]))
+            doc = discovery.openapi_v3_document(kinds, "/".join(parts[2:]))
             if doc is None:
                 raise no_route()
             self._send(200, doc)
@@ -192,7 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
         obj = self._decoded(body)
         if not isinstance(obj, dict):
             raise bad_request("the request body must be a JSON object")
-        self._check_fields(route.resource, obj, query.get("fieldValidation", "Warn"))
+        self._check_fields(route, obj, query.get("fieldValidation", "Warn"))
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
@@ -208,10 +232,10 @@ class _Handler(BaseHTTPRequestHandler):
             meta["name"] = route.name
         return obj
 
-    def _check_fields(self, r: Resource, obj: Obj, directive: str) -> None:
+    def _check_fields(self, route: Route, obj: Obj, directive: str) -> None:
         """fieldValidation: Strict refuses unknown fields (kubectl's default, since this
         server advertises the parameter), Warn reports them in Warning headers."""
-        unknown = unknown_fields(r.name, obj)
+        r, unknown = route.resource, route.strategy.unknown_fields(obj)
         if not unknown or directive == "Ignore":
             return
         if directive == "Strict":
@@ -227,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.command == "GET":
             items, rv = store.list(r.name, route.namespace, query.get("labelSelector", ""),
                                    query.get("fieldSelector", ""))
-            self._respond_list(r, items, rv, query)
+            self._respond_list(route, items, rv, query)
         elif self.command == "POST":
             if route.namespace is None and r.namespaced:
                 raise ApiError(405, "MethodNotAllowed", "create needs a namespace in the URL")
@@ -252,7 +276,7 @@ class _Handler(BaseHTTPRequestHandler):
         status = route.subresource == "status"
         if self.command == "GET":
             obj = store.get(r.name, route.namespace, name)
-            self._respond_object(r, obj, query)
+            self._respond_object(route, obj, query)
         elif self.command == "PUT":
             obj = self._object(route, body, query)
             self._json(200, store.update_status(r.name, obj) if status
@@ -294,11 +318,12 @@ class _Handler(BaseHTTPRequestHandler):
         return {"kind": f"{r.kind}List", "apiVersion": r.api_version,
                 "metadata": {"resourceVersion": rv}, "items": items}
 
-    def _respond_list(self, r: Resource, items: list[Obj], rv: str,
+    def _respond_list(self, route: Route, items: list[Obj], rv: str,
                       query: dict[str, str]) -> None:
         accept = Accept.parse(self.headers.get("Accept", ""))
         if accept.as_kind == "Table":
-            found = table(r.name, items, rv, query.get("includeObject", "Metadata"))
+            found = table(route.strategy.columns, items, rv,
+                          query.get("includeObject", "Metadata"))
             found["apiVersion"] = f"meta.k8s.io/{accept.version}"
             self._json(200, found)
         elif accept.as_kind.startswith("PartialObjectMetadata"):
@@ -307,12 +332,13 @@ class _Handler(BaseHTTPRequestHandler):
                              "metadata": {"resourceVersion": rv},
                              "items": [partial(i, accept.version) for i in items]})
         else:
-            self._json(200, self._list(r, items, rv))
+            self._json(200, self._list(route.resource, items, rv))
 
-    def _respond_object(self, r: Resource, obj: Obj, query: dict[str, str]) -> None:
+    def _respond_object(self, route: Route, obj: Obj, query: dict[str, str]) -> None:
         accept = Accept.parse(self.headers.get("Accept", ""))
         if accept.as_kind == "Table":
-            found = table(r.name, [obj], obj["metadata"].get("resourceVersion", ""),
+            found = table(route.strategy.columns, [obj],
+                          obj["metadata"].get("resourceVersion", ""),
                           query.get("includeObject", "Metadata"))
             found["apiVersion"] = f"meta.k8s.io/{accept.version}"
             self._json(200, found)
@@ -374,8 +400,9 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             obj = event["object"]
             if accept.as_kind == "Table":
-                obj = table(route.resource.name, [obj], obj["metadata"]["resourceVersion"],
-                            query.get("includeObject", "Metadata"), columns=first)
+                obj = table(route.strategy.columns, [obj],
+                            obj["metadata"]["resourceVersion"],
+                            query.get("includeObject", "Metadata"), with_definitions=first)
                 obj["apiVersion"] = f"meta.k8s.io/{accept.version}"
                 first = False
             elif accept.as_kind.startswith("PartialObjectMetadata"):
@@ -392,6 +419,15 @@ class _Handler(BaseHTTPRequestHandler):
         if not readable:
             return False
         try:
+            if isinstance(self.connection, ssl.SSLSocket):  # TLS cannot peek: a watch's
+                self.connection.setblocking(False)  # client sends nothing but its close
+                try:
+                    return self.connection.recv(1) == b""
+                except ssl.SSLWantReadError:
+                    return False  # a TLS record with no data in it
+                finally:
+                    self.connection.setblocking(True)
+                    self.connection.settimeout(self.timeout)
             return bool(self.connection.recv(1, socket.MSG_PEEK) == b"")
         except OSError:
             return True
@@ -401,10 +437,12 @@ class KubeApiServer:
     """The API served over HTTP on a daemon thread; several servers may share one store."""
 
     def __init__(self, store: Store, host: str = "127.0.0.1", port: int = 0, *,
-                 sock: socket.socket | None = None) -> None:
+                 sock: socket.socket | None = None, tokens: Tokens | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         """Bind `host:port`, or serve on `sock`, a socket already bound and listening (for
         an address in another network namespace, which this process cannot bind from its
-        own)."""
+        own). With `tokens`, every request needs a bearer token and its user's rules; with
+        `tls`, HTTPS (kubectl sends tokens over nothing else)."""
         if sock is None:
             self._httpd = _HTTPServer((host, port), _Handler)
         else:
@@ -413,6 +451,8 @@ class KubeApiServer:
             self._httpd.socket = sock
             self._httpd.server_address = sock.getsockname()
         self._httpd.store = store
+        self._httpd.tokens = tokens
+        self._httpd.tls = tls
         self._httpd.stopping = threading.Event()
         self._httpd.connections = set()
         self._httpd.watches = set()
@@ -423,7 +463,8 @@ class KubeApiServer:
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
         host = str(host)
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if self._httpd.tls is not None else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
     def start(self) -> KubeApiServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever,

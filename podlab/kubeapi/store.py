@@ -6,6 +6,11 @@ every write bumps one global resourceVersion; stale writes conflict; a write tha
 nothing is not an event; status is only written through the status subresource; a watch
 resumes from any resourceVersion still in the bounded history, and an older one is 410
 Gone so the client relists.
+
+The store is the same for every kind: what differs (defaults, validation, initial status,
+selectable fields, hooks) it asks the kind's `Strategy` from its `Registry`. The one kind
+it knows by role is the one that scopes namespaced objects: an object needs its namespace,
+and a namespace that still holds objects is Terminating until they are gone.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from podlab.kubeapi.defaults import apply_defaults, initial_status
 from podlab.kubeapi.errors import ApiError, bad_request, not_found
 from podlab.kubeapi.ipalloc import ClusterIPAllocator
+from podlab.kubeapi.kinds import BUILTIN
 from podlab.kubeapi.patch import apply_patch
-from podlab.kubeapi.resources import RESOURCES, Resource
+from podlab.kubeapi.registry import Registry
+from podlab.kubeapi.resources import Resource
 from podlab.kubeapi.selectors import (
     FieldTerm,
     Requirement,
@@ -35,7 +41,7 @@ from podlab.kubeapi.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from podlab.kubeapi.validation import Errors, invalid, validate
+from podlab.kubeapi.strategy import Allocators, Strategy
 
 __all__ = ["ApiError", "Store", "Watch"]
 
@@ -45,8 +51,6 @@ Obj = dict[str, Any]
 Key = tuple[str, str]
 Callback = Callable[[str, str, Obj], None]
 
-# Namespaces a cluster cannot run without; a real API server refuses to delete them too.
-SYSTEM_NAMESPACES = ("default", "kube-system")
 _SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
                   "generation", "managedFields", "selfLink")
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # what generateName suffixes are made of
@@ -56,12 +60,11 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _resource_of(name: str) -> Resource:
-    try:
-        return RESOURCES[name]
-    except KeyError:
-        raise ApiError(404, "NotFound", "the server could not find the requested resource",
-                       kind=name) from None
+def _field_terms(s: Strategy, selector: str) -> list[FieldTerm]:
+    """A field selector's terms, refused up front if `s`'s kind cannot select on one."""
+    terms = parse_field_selector(selector)
+    check_fields(terms, s.field_labels)
+    return terms
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,10 @@ class Watch:
     at most a timeout, for servers that must also notice clients going away.
     """
 
-    def __init__(self, store: Store, resource: str, namespace: str | None,
+    def __init__(self, store: Store, strategy: Strategy, namespace: str | None,
                  labels: list[Requirement], fields: list[FieldTerm]) -> None:
-        self._store, self.resource, self.namespace = store, resource, namespace
+        self._store, self._strategy, self.namespace = store, strategy, namespace
+        self.resource = strategy.resource.name
         self._labels, self._fields = labels, fields
         self._cond = threading.Condition()
         self._events: deque[Obj] = deque()
@@ -93,8 +97,7 @@ class Watch:
         if self.namespace is not None and meta.get("namespace") != self.namespace:
             return False
         return (labels_match(self._labels, meta.get("labels"))
-                and fields_match(self.resource, self._fields, obj))
-
+                and fields_match(self._fields, self._strategy.field_set(obj)))
     def _offer(self, change: _Change) -> None:
         """Queue `change` if this watch sees it; objects moving out of the selection are
         DELETED and moving in are ADDED, as the API server reports them."""
@@ -149,13 +152,15 @@ class Watch:
 
 class Store:
     """Thread-safe in-memory objects keyed by resource ("pods", "services", ...), one global
-    resourceVersion counter."""
+    resourceVersion counter; `kinds` are the kinds served (the built-in ones by default)."""
 
     def __init__(self, service_cidr: str = "10.96.0.0/12", history: int = 1000,
-                 namespace_grace: float = 1.0) -> None:
+                 namespace_grace: float = 1.0, kinds: Registry = BUILTIN) -> None:
+        self.kinds = kinds
+        self._scope = kinds.scope
         self._lock = threading.Lock()
         self._namespace_grace = namespace_grace
-        self._objects: dict[str, dict[Key, Obj]] = {name: {} for name in RESOURCES}
+        self._objects: dict[str, dict[Key, Obj]] = {s.resource.name: {} for s in kinds}
         self._rv = 0
         self._history: deque[_Change] = deque(maxlen=history)
         self._floor = 0  # every change after this resourceVersion is still in _history
@@ -164,14 +169,15 @@ class Store:
         self._pending: deque[tuple[str, str, Obj]] = deque()
         self._dispatch = threading.Lock()
         self._local = threading.local()
-        self._ips = ClusterIPAllocator(service_cidr)
-        for ns in SYSTEM_NAMESPACES:
-            self.create("namespaces", {"metadata": {"name": ns}})
+        self._allocators = Allocators(ClusterIPAllocator(service_cidr))
+        for s in sorted(kinds, key=lambda k: k is not self._scope):  # namespaces first
+            for obj in s.initial_objects():
+                self.create(s.resource.name, obj)
 
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, resource: str, namespace: str | None, name: str) -> Obj:
-        r = _resource_of(resource)
+        r = self.kinds.strategy(resource).resource
         with self._lock:
             obj = self._objects[r.name].get(self._key(r, namespace, name))
             if obj is None:
@@ -181,25 +187,25 @@ class Store:
     def list(self, resource: str, namespace: str | None = None, label_selector: str = "",
              field_selector: str = "") -> tuple[list[Obj], str]:
         """Matching objects ordered by namespace and name, and the list's resourceVersion."""
-        r = _resource_of(resource)
+        s = self.kinds.strategy(resource)
+        r = s.resource
         labels = parse_label_selector(label_selector)
-        fields = parse_field_selector(field_selector)
-        check_fields(r.name, fields)
+        fields = _field_terms(s, field_selector)
         with self._lock:
             items = [copy.deepcopy(obj) for key, obj in sorted(self._objects[r.name].items())
                      if (namespace is None or not r.namespaced or key[0] == namespace)
                      and labels_match(labels, obj["metadata"].get("labels"))
-                     and fields_match(r.name, fields, obj)]
+                     and fields_match(fields, s.field_set(obj))]
             return items, str(self._rv)
 
     def watch(self, resource: str, namespace: str | None = None, resource_version: str = "",
               label_selector: str = "", field_selector: str = "") -> Watch:
         """Changes after `resource_version`; with "" or "0", the current objects come first
         as ADDED events. A resourceVersion older than the history raises 410 Expired."""
-        r = _resource_of(resource)
-        fields = parse_field_selector(field_selector)
-        check_fields(r.name, fields)
-        w = Watch(self, r.name, namespace if r.namespaced else None,
+        s = self.kinds.strategy(resource)
+        r = s.resource
+        fields = _field_terms(s, field_selector)
+        w = Watch(self, s, namespace if r.namespaced else None,
                   parse_label_selector(label_selector), fields)
         with self._lock:
             if resource_version in ("", "0"):
@@ -230,30 +236,30 @@ class Store:
 
     def create(self, resource: str, obj: Obj) -> Obj:
         """Store a new object: server fields set, defaults filled in, validated. Status is
-        the kind's initial one (only a Node's may be given), as on a real server."""
-        r = _resource_of(resource)
-        obj = self._prepare(r, obj)
+        the kind's initial one, as on a real server."""
+        s = self.kinds.strategy(resource)
+        r = s.resource
+        obj = self._prepare(r.name, obj)
         meta = obj["metadata"]
         for field in _SERVER_FIELDS:
             meta.pop(field, None)
         if r.has_status:
-            obj["status"] = initial_status(r.name, obj.get("status"))
+            obj["status"] = s.initial_status(obj.get("status"))
             if obj["status"] is None:
                 del obj["status"]
-        apply_defaults(r.name, obj)
+        s.default(obj)
         generated = not meta.get("name") and meta.get("generateName")
         if generated:
             meta["name"] = f"{generated}{''.join(random.choices(_NAME_CHARS, k=5))}"
-        validate(r.name, obj)
+        s.ensure_valid(obj)
         with self._lock:
             if r.namespaced:
                 self._check_namespace(meta["namespace"])
             key = self._key(r, meta.get("namespace"), meta["name"])
             if key in self._objects[r.name]:
-                raise ApiError(409, "AlreadyExists", f'{self._qualified(r)} "{meta["name"]}" '
+                raise ApiError(409, "AlreadyExists", f'{r.qualified} "{meta["name"]}" '
                                f"already exists", kind=r.name, name=meta["name"], group=r.group)
-            if r.name == "services":
-                self._allocate_ip(obj)
+            s.on_create(obj, self._allocators)
             self._rv += 1
             meta.update(uid=str(uuid.uuid4()), resourceVersion=str(self._rv),
                         creationTimestamp=now(), generation=1)
@@ -266,36 +272,34 @@ class Store:
     def update(self, resource: str, obj: Obj) -> Obj:
         """Replace an object (status excepted); 409 Conflict if its resourceVersion is set and
         stale, 404 if it does not exist."""
-        r = _resource_of(resource)
-        new = self._prepare(r, obj)
+        new = self._prepare(resource, obj)
         meta = new["metadata"]
-        return self._write(r, meta.get("namespace"), str(meta.get("name") or ""),
+        return self._write(resource, meta.get("namespace"), str(meta.get("name") or ""),
                            lambda old: new, status=False)
 
     def update_status(self, resource: str, obj: Obj) -> Obj:
         """Replace only `.status` (the /status subresource); the rest of `obj` is ignored."""
-        r = _resource_of(resource)
-        new = self._prepare(r, obj)
+        new = self._prepare(resource, obj)
         meta = new["metadata"]
-        return self._write(r, meta.get("namespace"), str(meta.get("name") or ""),
+        return self._write(resource, meta.get("namespace"), str(meta.get("name") or ""),
                            lambda old: new, status=True)
 
     def patch(self, resource: str, namespace: str | None, name: str, patch: Any,
               patch_type: str, *, subresource: str = "") -> Obj:
         """Patch an object: "merge" (RFC 7386), "strategic" or "json" (RFC 6902); with
         subresource="status" only the status part of the result is kept."""
-        r = _resource_of(resource)
+        s = self.kinds.strategy(resource)
 
         def build(old: Obj) -> Obj:
-            patched = apply_patch(r.name, old, patch, patch_type)
+            patched = apply_patch(old, patch, patch_type, s.merge_keys)
             if not isinstance(patched, dict) or not isinstance(patched.get("metadata"), dict):
                 raise bad_request("the patched object must be a JSON object with metadata")
             patched["metadata"]["name"] = name
-            if r.namespaced:
+            if s.resource.namespaced:
                 patched["metadata"]["namespace"] = old["metadata"]["namespace"]
             return patched
 
-        return self._write(r, namespace, name, build, status=subresource == "status")
+        return self._write(resource, namespace, name, build, status=subresource == "status")
 
     def delete(self, resource: str, namespace: str | None, name: str) -> Obj:
         """Remove an object at once (no graceful deletion or finalizers) and return it.
@@ -303,18 +307,17 @@ class Store:
         A namespace with objects in it is Terminating first, as on a real server, so that
         `kubectl delete -f` can still delete what it holds: it goes as soon as it is empty,
         and after `namespace_grace` seconds takes whatever is left with it."""
-        r = _resource_of(resource)
-        if r.name == "namespaces" and name in SYSTEM_NAMESPACES:
-            raise ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace '
-                           "may not be deleted", kind="namespaces", name=name)
+        s = self.kinds.strategy(resource)
+        r = s.resource
         with self._lock:
             key = self._key(r, namespace, name)
             if key not in self._objects[r.name]:
                 raise not_found(r.name, name, r.group)
-            if r.name == "namespaces" and self._holds(name):
+            s.check_delete(self._objects[r.name][key])
+            if s is self._scope and self._holds(name):
                 result = copy.deepcopy(self._terminate(key))
             else:
-                result = copy.deepcopy(self._remove(r, key))
+                result = copy.deepcopy(self._remove(s, key))
                 if r.namespaced:
                     self._finish_namespace(key[0], only_if_empty=True)
         self._deliver()
@@ -323,23 +326,21 @@ class Store:
     # -- internals -----------------------------------------------------------------------
 
     def _check_namespace(self, name: str) -> None:
-        ns = self._objects["namespaces"].get(("", name))
+        r = self._scope.resource
+        ns = self._objects[r.name].get(("", name))
         if ns is None:
-            raise not_found("namespaces", name)
+            raise not_found(r.name, name)
         if ns["metadata"].get("deletionTimestamp"):
             raise ApiError(403, "Forbidden", f"unable to create new content in namespace {name} "
-                           "because it is being terminated", kind="namespaces", name=name)
+                           "because it is being terminated", kind=r.name, name=name)
 
     @staticmethod
     def _key(r: Resource, namespace: str | None, name: str) -> Key:
         return ((namespace or "default") if r.namespaced else "", name)
 
-    @staticmethod
-    def _qualified(r: Resource) -> str:
-        return f"{r.name}.{r.group}" if r.group else r.name
-
-    def _prepare(self, r: Resource, obj: Obj) -> Obj:
+    def _prepare(self, resource: str, obj: Obj) -> Obj:
         """A private copy of `obj` with apiVersion, kind and namespace made consistent."""
+        r = self.kinds.strategy(resource).resource
         if not isinstance(obj, dict):
             raise bad_request("the object must be a JSON object")
         obj = {"apiVersion": r.api_version, "kind": r.kind, **copy.deepcopy(obj)}
@@ -355,8 +356,10 @@ class Store:
             meta.pop("namespace", None)
         return obj
 
-    def _write(self, r: Resource, namespace: str | None, name: str,
+    def _write(self, resource: str, namespace: str | None, name: str,
                build: Callable[[Obj], Obj], status: bool) -> Obj:
+        s = self.kinds.strategy(resource)
+        r = s.resource
         if status and not r.has_status:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         with self._lock:
@@ -368,7 +371,7 @@ class Store:
             rv = given["metadata"].get("resourceVersion")
             if rv and rv != old["metadata"]["resourceVersion"]:
                 raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on '
-                               f'{self._qualified(r)} "{name}": the object has been modified; '
+                               f'{r.qualified} "{name}": the object has been modified; '
                                "please apply your changes to the latest version and try again",
                                kind=r.name, name=name, group=r.group)
             if status:
@@ -386,10 +389,9 @@ class Store:
                     new.pop("status", None)
                     if "status" in old:
                         new["status"] = old["status"]
-                apply_defaults(r.name, new)
-                if r.name == "services":
-                    self._keep_cluster_ip(old, new)
-                validate(r.name, new)
+                s.default(new)
+                s.prepare_update(old, new)
+                s.ensure_valid(new)
                 if new.get("spec") != old.get("spec"):
                     new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
@@ -404,21 +406,22 @@ class Store:
         return result
 
     def _holds(self, namespace: str) -> bool:
-        return any(k[0] == namespace for other in RESOURCES.values() if other.namespaced
-                   for k in self._objects[other.name])
+        return any(k[0] == namespace for s in self.kinds if s.resource.namespaced
+                   for k in self._objects[s.resource.name])
 
     def _terminate(self, key: Key) -> Obj:
         """Mark a namespace Terminating and schedule its end (under the lock)."""
-        old = self._objects["namespaces"][key]
+        name = self._scope.resource.name
+        old = self._objects[name][key]
         if old["metadata"].get("deletionTimestamp"):
             return old
         new = copy.deepcopy(old)
         new["metadata"]["deletionTimestamp"] = now()
-        new["status"] = {**(new.get("status") or {}), "phase": "Terminating"}
+        self._scope.mark_terminating(new)
         self._rv += 1
         new["metadata"]["resourceVersion"] = str(self._rv)
-        self._objects["namespaces"][key] = new
-        self._record("MODIFIED", "namespaces", new, old)
+        self._objects[name][key] = new
+        self._record("MODIFIED", name, new, old)
         timer = threading.Timer(self._namespace_grace, self._end_namespace, (key[1],))
         timer.daemon = True
         timer.start()
@@ -431,61 +434,26 @@ class Store:
 
     def _finish_namespace(self, name: str, only_if_empty: bool) -> None:
         """Remove a Terminating namespace, with its objects unless it must be empty."""
-        ns = self._objects["namespaces"].get(("", name))
+        ns = self._objects[self._scope.resource.name].get(("", name))
         if ns is None or not ns["metadata"].get("deletionTimestamp"):
             return
         if only_if_empty and self._holds(name):
             return
-        for other in RESOURCES.values():
-            for k in [k for k in self._objects[other.name] if other.namespaced and k[0] == name]:
-                self._remove(other, k)
-        self._remove(RESOURCES["namespaces"], ("", name))
+        for s in self.kinds:
+            objects = self._objects[s.resource.name]
+            for k in [k for k in objects if s.resource.namespaced and k[0] == name]:
+                self._remove(s, k)
+        self._remove(self._scope, ("", name))
 
-    def _remove(self, r: Resource, key: Key) -> Obj:
-        old = self._objects[r.name].pop(key)
-        if r.name == "services":
-            for ip in (old.get("spec") or {}).get("clusterIPs") or ():
-                if ip != "None":
-                    self._ips.release(ip)
+    def _remove(self, s: Strategy, key: Key) -> Obj:
+        name = s.resource.name
+        old = self._objects[name].pop(key)
+        s.on_delete(old, self._allocators)
         self._rv += 1
         gone = copy.deepcopy(old)
         gone["metadata"]["resourceVersion"] = str(self._rv)
-        self._record("DELETED", r.name, gone, None)
+        self._record("DELETED", name, gone, None)
         return gone
-
-    def _allocate_ip(self, svc: Obj) -> None:
-        spec = svc.setdefault("spec", {})
-        if spec.get("type") == "ExternalName":
-            return
-        wanted = spec.get("clusterIP") or ""
-        if wanted == "None":
-            spec["clusterIPs"] = ["None"]
-            return
-        if wanted:
-            if why := self._ips.reserve(wanted):
-                errs = Errors()
-                errs.invalid("spec.clusterIPs", [wanted], why)
-                raise invalid("services", svc["metadata"]["name"], errs.causes)
-        else:
-            wanted = self._ips.allocate() or ""
-            if not wanted:
-                raise ApiError(500, "InternalError", "Internal error occurred: failed to "
-                               "allocate a serviceIP: range is full")
-        spec["clusterIP"], spec["clusterIPs"] = wanted, [wanted]
-
-    @staticmethod
-    def _keep_cluster_ip(old: Obj, new: Obj) -> None:
-        """clusterIP is immutable; an update that leaves it out keeps it, as since 1.20."""
-        was, spec = old.get("spec") or {}, new.setdefault("spec", {})
-        for field in ("clusterIP", "clusterIPs"):
-            if field not in was:
-                continue
-            if spec.get(field) in (None, "", []):
-                spec[field] = copy.deepcopy(was[field])
-            elif spec[field] != was[field]:
-                errs = Errors()
-                errs.invalid(f"spec.{field}", spec[field], "field is immutable")
-                raise invalid("services", new["metadata"]["name"], errs.causes)
 
     def _record(self, kind: str, resource: str, obj: Obj, old: Obj | None) -> None:
         """Log a change (under the lock): history, watches, then subscribers' queue."""

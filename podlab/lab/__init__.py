@@ -1,9 +1,29 @@
 """The world: topology, node backends, the VPC fabric, the lab life cycle, CLI, pytest plugin."""
 
-from podlab.fakecloud import Topology, TopologyError, default_topology, load_topology
+import importlib
+from typing import TYPE_CHECKING
+
+from podlab.lab.constants import DEFAULT_LAB
 from podlab.lab.errors import CommandError, LabError
-from podlab.lab.lab import DEFAULT_LAB, Lab
 from podlab.lab.state import LabState, NodeState, PodState
+
+if TYPE_CHECKING:
+    from podlab.fakecloud import Topology, TopologyError, default_topology, load_topology
+    from podlab.lab.lab import Lab
+
+# Imported on first use (PEP 562): they load pyroute2 and the cloud SDK, a second that
+# every CLI command paid before parsing its arguments when this package imported them.
+_LAZY = {"Lab": "podlab.lab.lab", **dict.fromkeys(
+    ["Topology", "TopologyError", "default_topology", "load_topology"], "podlab.fakecloud")}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_LAB",

@@ -6,12 +6,14 @@ a missing kernel feature is never mistaken for a pass.
 
 from __future__ import annotations
 
+import ctypes.util
 import functools
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
 
+from podlab.datapath.bpf import bpffs
 from podlab.lab import vm
 
 # Link kinds probed by creating one inside a throwaway `unshare -n`, which leaves nothing.
@@ -44,6 +46,32 @@ def _link_probe(kind: str) -> Callable[[], str | None]:
     return probe
 
 
+def _bpf() -> str | None:
+    """What the eBPF datapath needs to build and load its programs and attach them to tc."""
+    if missing := _link_probe("tc-clsact")():
+        return missing
+    if not shutil.which("clang"):
+        return "clang is not installed (it compiles the eBPF programs)"
+    if ctypes.util.find_library("bpf") is None:
+        return "libbpf (Debian's libbpf1) is not installed"
+    return None
+
+
+def _bpffs() -> str | None:
+    if missing := _root():
+        return missing
+    proc = subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t bpf bpf /mnt"],
+                          capture_output=True, text=True, check=False)
+    return None if proc.returncode == 0 else f"cannot mount bpffs: {proc.stderr.strip()}"
+
+
+def _cgroup2_bpf() -> str | None:
+    """cgroup v2 mounted, for the socket-LB hooks (connect4/sendmsg4/recvmsg4)."""
+    if missing := _root():
+        return missing
+    return None if bpffs.cgroup2_root() else "no cgroup v2 hierarchy is mounted"
+
+
 def _command(name: str) -> Callable[[], str | None]:
     return lambda: None if shutil.which(name) else f"{name} is not installed"
 
@@ -55,6 +83,12 @@ PROBES: dict[str, Callable[[], str | None]] = {
     "iptables": _command("iptables"),
     "nftables": _command("nft"),
     "tcpdump": _command("tcpdump"),
+    "ethtool": _command("ethtool"),
+    "clang": _command("clang"),
+    "bpftool": _command("bpftool"),
+    "bpf": _bpf,
+    "bpffs": _bpffs,
+    "cgroup2-bpf": _cgroup2_bpf,
     "vm": vm.missing,
 }
 

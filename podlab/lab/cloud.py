@@ -1,18 +1,22 @@
 """The emulated cloud inside a lab: its OpenAPI endpoint lives in the VPC, and its
-control plane drives the fabric (attach plugs a device in, assign routes an address)."""
+control plane drives the fabric (attach plugs a device in, assign routes an address).
+
+The admin endpoints (state, calls, faults, reset) are served only on the host's loopback,
+which no pod or node can route to, and only to the lab's admin token: a pod that could
+reset the cloud could make the lab hand out addresses that live pods still hold."""
 
 from __future__ import annotations
 
+import secrets
+
 from podlab.fakecloud import Cloud, Endpoint, Topology
+from podlab.fakecloud.background import BackgroundServer
 from podlab.fakecloud.metadata import MetadataService, metadata_server
 from podlab.fakecloud.server import cloud_server
 from podlab.lab import netns
+from podlab.lab.constants import CLOUD_ENDPOINT_IP, CLOUD_PORT, METADATA_IP
 from podlab.lab.fabric import VpcFabric
-
-# Where nodes reach the OpenAPI endpoint, as ECS reaches its VPC endpoint over 100.100/16.
-CLOUD_ENDPOINT_IP = "100.100.80.1"
-CLOUD_PORT = 80
-METADATA_IP = "100.100.100.200"
+from podlab.lab.pipeline import Undo, unwound_on_failure
 
 
 class LabFabricHooks:
@@ -37,7 +41,8 @@ class LabFabricHooks:
 
 class LabCloud:
     """The model, its OpenAPI endpoint and instance metadata, served from the VPC router's
-    namespace, where the metadata server sees each node's own address."""
+    namespace, where the metadata server sees each node's own address. Either every server
+    is up or, when one fails to open, none is left behind."""
 
     def __init__(self, topology: Topology, fabric: VpcFabric, node_netns: dict[str, str],
                  mgmt_ip: str, *,
@@ -45,21 +50,31 @@ class LabCloud:
         hooks = LabFabricHooks(fabric, node_netns)
         self.endpoint = Endpoint(Cloud(topology, hooks=hooks, attach_delay=attach_delay))
         self.endpoint.faults.set(topology.faults)
-        fabric.add_service_address(CLOUD_ENDPOINT_IP)
-        # One endpoint, two listeners: the VPC address for nodes, the management address
-        # for the host (a 0.0.0.0 listener would take port 80 from the metadata service).
-        self.servers = [cloud_server(self.endpoint, sock=netns.listen(fabric.netns, ip,
-                                                                      CLOUD_PORT)).start()
-                        for ip in (CLOUD_ENDPOINT_IP, mgmt_ip)]
-        fabric.add_service_address(METADATA_IP)
         self.metadata = MetadataService(lambda: self.endpoint.cloud, lag=metadata_lag)
-        self.servers.append(metadata_server(
-            self.metadata, sock=netns.listen(fabric.netns, METADATA_IP, 80)).start())
+        self.admin_token = secrets.token_urlsafe(24)
+        self._undo = Undo()
+        with unwound_on_failure(self.stop):
+            fabric.add_service_address(CLOUD_ENDPOINT_IP)
+            # One endpoint, two listeners: the VPC address for nodes, the management address
+            # for the host (a 0.0.0.0 listener would take port 80 from metadata).
+            for ip in (CLOUD_ENDPOINT_IP, mgmt_ip):
+                self._serve(cloud_server(self.endpoint,
+                                         sock=netns.listen(fabric.netns, ip, CLOUD_PORT)))
+            self.admin_url = self._serve(cloud_server(self.endpoint, "127.0.0.1", 0,
+                                                      admin_token=self.admin_token))
+            fabric.add_service_address(METADATA_IP)
+            self._serve(metadata_server(self.metadata,
+                                        sock=netns.listen(fabric.netns, METADATA_IP, 80)))
+
+    def _serve(self, server: BackgroundServer) -> str:
+        server.start()
+        self._undo.push(f"stop the cloud's server at {server.url}", server.stop)
+        return server.url
 
     @property
     def model(self) -> Cloud:
         return self.endpoint.cloud
 
     def stop(self) -> None:
-        for server in self.servers:
-            server.stop()
+        """Stop every server, each even when another fails."""
+        self._undo.close()

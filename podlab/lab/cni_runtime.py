@@ -19,6 +19,11 @@ from pathlib import Path
 from typing import Any
 
 Json = dict[str, Any]
+RUNTIME_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")  # the spec versions spoken here
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,10 @@ class NetworkList:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NetworkList:
-        return cls(data["name"], data["cniVersion"], tuple(data["plugins"]))
+        """As libcni >= 1.2: the newest of `cniVersions` this driver speaks, else `cniVersion`."""
+        known = [v for v in data.get("cniVersions", ()) if v in RUNTIME_VERSIONS]
+        version = max(known, key=_version_key) if known else data["cniVersion"]
+        return cls(data["name"], version, tuple(data["plugins"]))
 
     @classmethod
     def load(cls, path: str | Path) -> NetworkList:

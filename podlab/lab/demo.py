@@ -75,7 +75,7 @@ def run_demo() -> int:
             ["name", "instance type", "zone", "vswitch", "primary ip", "datapath"],
             [[n.name, n.instance_type, n.zone, n.vswitch, n.primary_ip, n.datapath]
              for n in lab.state.nodes]))
-        api = LabApi(lab.state.kube_api)
+        api = LabApi(lab.state.kubeconfig)
         _step(f"kubectl --kubeconfig {lab.state.kubeconfig} apply -f examples/web.yaml "
               "(here through the same API with podlab's client)")
         docs = load_documents(EXAMPLE.read_text(), "examples/web.yaml")

@@ -3,41 +3,48 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import select
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from podlab.datapath import netlink
 from podlab.fakecloud import Node, Topology, default_topology
 from podlab.lab import netns
 from podlab.lab.agents import NodeAgents
 from podlab.lab.backends import backend
-from podlab.lab.cloud import CLOUD_ENDPOINT_IP, CLOUD_PORT, LabCloud
+from podlab.lab.cloud import LabCloud
+from podlab.lab.constants import (
+    CLOUD_ENDPOINT_IP,
+    CLOUD_PORT,
+    DEFAULT_LAB,
+    NODE_KUBE_API,
+    SERVICE_CIDR,
+)
 from podlab.lab.errors import LabError
 from podlab.lab.events import EventLog
 from podlab.lab.fabric import VpcFabric
+from podlab.lab.kube.access import ApiAccess
+from podlab.lab.kube.controlplane import ControlPlane
 from podlab.lab.mgmt import allocate_mgmt
-from podlab.lab.ownership import LAB_ENV, LAB_NAME, netns_name, remove_lab, remove_netns
+from podlab.lab.ownership import (
+    LAB_ENV,
+    LAB_NAME,
+    netns_name,
+    remove_lab,
+    remove_netns,
+    run_lock,
+)
+from podlab.lab.pipeline import Step, Undo, run_all, unwound_on_failure
 from podlab.lab.process import ProcessRef, owner_alive
-from podlab.lab.state import LabState, NodeState, PodState, run_dir
+from podlab.lab.secretfile import write_secret
+from podlab.lab.state import LabState, NodeState, PodState
 
-if TYPE_CHECKING:
-    from podlab.lab.kube.controlplane import ControlPlane
-
-KUBE_API_PORT = 6443
-NODE_KUBE_API = f"http://{CLOUD_ENDPOINT_IP}:{KUBE_API_PORT}"  # the control plane's, for nodes
-SERVICE_CIDR = "172.21.0.0/20"  # ClusterIPs of a lab with a control plane
-
-DEFAULT_LAB = "lab"
 Progress = Callable[[str], None]
 
 
@@ -81,47 +88,47 @@ class Lab:
         self.with_control_plane = agents if control_plane is None else control_plane
         if self.with_control_plane and not agents:
             raise LabError("a control plane needs the node agents (agents=True)")
+        # The API's users and certificate: made now, since the agents start first.
+        self.api_access: ApiAccess | None = None
         if self.with_control_plane:
+            self.api_access = ApiAccess()
+            for node in self.topology.nodes:
+                self.api_access.add_agent(node.name)
             agent_settings = {"kube_api": NODE_KUBE_API, "service_cidr": SERVICE_CIDR,
                               **(agent_settings or {})}
-        self.agents = NodeAgents(self.state, self.events, agent_settings) if agents else None
+        self.agents = (NodeAgents(self.state, self.events, agent_settings, self.api_access)
+                       if agents else None)
         self.proxy_mode = proxy_mode
         self.control_plane: ControlPlane | None = None
+        self._undo = Undo()  # what the actions started, to stop on `down`
 
     # -- life cycle -------------------------------------------------------------------
 
     def up(self, progress: Progress | None = None) -> Lab:
         say = progress or (lambda _msg: None)
         self._claim(say)
-        try:
-            for title, action in self._actions():
+        with unwound_on_failure(self.down):
+            for action in self.actions():
                 started = time.monotonic()
-                action()
-                say(f"{title} ({time.monotonic() - started:.2f}s)")
+                action.run()
+                say(f"{action.title} ({time.monotonic() - started:.2f}s)")
             self.state.status = "ready"
             self.state.save()
             self.events.emit("lab.ready", nodes=len(self.state.nodes))
-        except BaseException:
-            self.down()
-            raise
         return self
 
     def down(self) -> list[str]:
-        """Remove everything this lab made; returns what was removed."""
-        if self.control_plane is not None:
-            self.control_plane.stop()
-            self.control_plane = None
-        if self.agents is not None:
-            self.agents.stop_all()
-        if self.cloud is not None:
-            self.cloud.stop()
-            self.cloud = None
-        for node in self.state.nodes:
-            self.backend.delete_node(self.name, node.name)
-        removed = remove_lab(self.name)
-        for proc in self._processes:
-            proc.kill()
-            proc.communicate()
+        """Remove everything this lab made; returns what was removed. Every step runs even
+        when another fails; then a TeardownError names each step that failed."""
+        removed: list[str] = []
+        run_all([
+            ("stop what `up` started", self._undo.close),
+            *((f"delete node {node.name}", partial(self.backend.delete_node, self.name,
+                                                   node.name)) for node in self.state.nodes),
+            ("stop the workloads", self._stop_workloads),
+            (f"remove every object labelled {self.name!r}",
+             lambda: removed.extend(remove_lab(self.name))),
+        ])
         return removed
 
     def __enter__(self) -> Lab:
@@ -137,9 +144,7 @@ class Lab:
 
     def _claim(self, say: Progress) -> None:
         """Take the lab's name and a management subnet, atomically against other labs."""
-        root = run_dir()
-        root.mkdir(parents=True, exist_ok=True)
-        with _locked(root / ".lock"):
+        with run_lock():
             if self.state.dir.exists():
                 try:
                     other = LabState.load(self.name)
@@ -153,41 +158,56 @@ class Lab:
                 say(f"removing leftovers of a dead lab named {self.name!r}")
             remove_lab(self.name)
             self.state.dir.mkdir()
-            self.state.mgmt = allocate_mgmt(self.name)
-            self.state.save()
+            with unwound_on_failure(partial(remove_lab, self.name)):
+                self.state.mgmt = allocate_mgmt(self.name)
+                self.state.save()
         self.events.emit("lab.claim", owner_pid=self.state.owner.pid,
                          mgmt_host_ip=self.state.mgmt.host_ip)
 
-    def _actions(self) -> Iterator[tuple[str, Callable[[], None]]]:
-        yield "created the VPC router", self.fabric.create
-        yield "connected the host to the fabric", self._connect_host
-        for vsw in self.topology.vswitches:
-            yield (
-                f"added vSwitch {vsw.id} ({vsw.zone}, {vsw.cidr}, gateway {vsw.gateway})",
-                lambda vsw=vsw: self.fabric.add_vswitch(vsw),  # type: ignore[misc]
-            )
-        for node in self.topology.nodes:
-            yield (
-                f"started node {node.name} ({node.instance_type}, {node.vswitch.id}, "
-                f"{node.primary_ip})",
-                lambda node=node: self._add_node(node),  # type: ignore[misc]
-            )
-        yield f"started the cloud's OpenAPI endpoint at {CLOUD_ENDPOINT_IP}", self._start_cloud
+    def actions(self) -> list[Step]:
+        """The steps of `up`, in order."""
+        steps = [Step("fabric", "created the VPC router", self.fabric.create),
+                 Step("host-link", "connected the host to the fabric", self._connect_host)]
+        steps += [Step(f"vswitch-{vsw.id}",
+                       f"added vSwitch {vsw.id} ({vsw.zone}, {vsw.cidr}, gateway {vsw.gateway})",
+                       partial(self.fabric.add_vswitch, vsw))
+                  for vsw in self.topology.vswitches]
+        steps += [Step(f"node-{node.name}",
+                       f"started node {node.name} ({node.instance_type}, {node.vswitch.id}, "
+                       f"{node.primary_ip})", partial(self._add_node, node))
+                  for node in self.topology.nodes]
+        steps.append(Step("cloud", f"started the cloud's OpenAPI endpoint at {CLOUD_ENDPOINT_IP}",
+                          self._start_cloud))
         if self.agents is not None:
-            yield "started the node agents; their pools are warm", self.agents.start_all
+            steps.append(Step("agents", "started the node agents; their pools are warm",
+                              partial(self._start_agents, self.agents)))
         if self.with_control_plane:
-            yield "started the control plane (Kubernetes API, scheduler, node runtimes, " \
-                  f"kube-proxy in {self.proxy_mode} mode)", self._start_control_plane
+            steps.append(Step("control-plane", "started the control plane (Kubernetes API, "
+                              f"scheduler, node runtimes, kube-proxy in {self.proxy_mode} mode)",
+                              self._start_control_plane))
+        return steps
+
+    def _start_agents(self, agents: NodeAgents) -> None:
+        self._undo.push("stop the node agents", agents.stop_all)  # start_all may start some
+        agents.start_all()
 
     def _start_control_plane(self) -> None:
-        from podlab.lab.kube.controlplane import ControlPlane  # it imports this module
+        self.control_plane = ControlPlane(self, self.proxy_mode, self.api_access).start()
+        self._undo.push("stop the control plane", self.control_plane.stop)
 
-        self.control_plane = ControlPlane(self, self.proxy_mode).start()
+    def _stop_workloads(self) -> None:
+        processes, self._processes = self._processes, []
+        for proc in processes:
+            proc.kill()
+            proc.communicate()
 
     def _start_cloud(self) -> None:
         node_netns = {n.instance_id: n.netns for n in self.state.nodes}
         assert self.state.mgmt is not None
         self.cloud = LabCloud(self.topology, self.fabric, node_netns, self.state.mgmt.fabric_ip)
+        self._undo.push("stop the cloud", self.cloud.stop)
+        write_secret(self.state.cloud_admin_token_file, self.cloud.admin_token)
+        self.state.cloud_admin = self.cloud.admin_url
         self.state.cloud_endpoint = f"{CLOUD_ENDPOINT_IP}:{CLOUD_PORT}"
         self.state.cloud_endpoint_host = f"{self.state.mgmt.fabric_ip}:{CLOUD_PORT}"
         self.state.save()
@@ -285,12 +305,3 @@ class Lab:
         """Run a command on a node (`n1`) or in a pod (`ns/pod`)."""
         return netns.run(self.state.target_netns(target), argv, check=check)
 
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)

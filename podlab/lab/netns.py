@@ -28,7 +28,7 @@ def listen(name: str, host: str, port: int, kind: int = socket.SOCK_STREAM) -> s
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     if kind == socket.SOCK_STREAM:
-        sock.listen(128)
+        sock.listen(512)  # bursts of clients (50 creates at once) must not be reset
     return sock
 
 

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import shutil
 import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from podlab.datapath import netlink
+from podlab.datapath.bpf import bpffs
 from podlab.datapath.model import DatapathError
-from podlab.lab.process import owner_alive, wait_gone
+from podlab.lab.process import owner_alive, started_at, wait_gone
 from podlab.lab.state import LabState, run_dir
 
 LABEL_PREFIX = "podlab:"
@@ -157,6 +161,9 @@ def remove_lab(lab: str) -> list[str]:
         remove_netns(name)
         removed.append(f"netns {name}")
     state_dir = run_dir() / lab
+    # Its bpffs first: unmounting frees the pinned programs, maps and cgroup links, and
+    # rmtree cannot remove a mount point (nor bpffs' own files).
+    removed += [f"bpffs {point}" for point in bpffs.unmount(state_dir)]
     if state_dir.exists():
         shutil.rmtree(state_dir)
         removed.append(f"dir {state_dir}")
@@ -168,6 +175,7 @@ def leftovers(lab: str) -> list[str]:
     left = [f"netns {n}" for n in owned_netns(lab)]
     left += [f"link {n}" for n in owned_root_links(lab)]
     left += [f"process {p}" for p in owned_processes(lab)]
+    left += [f"bpffs {p}" for p in bpffs.mounts_under(run_dir() / lab)]
     if (run_dir() / lab).exists():
         left.append(f"dir {run_dir() / lab}")
     return left
@@ -182,21 +190,52 @@ def live_labs() -> dict[str, LabState]:
     return labs
 
 
-def clean() -> list[str]:
-    """Remove the leftovers of every lab whose owner is dead; live labs are untouched."""
-    live = live_labs()
-    dead = {s.name for s in LabState.all()} - set(live)
-    dead |= set(owned_netns().values()) - set(live)
-    dead |= set(owned_root_links().values()) - set(live)
-    dead |= set(owned_processes().values()) - set(live)
-    removed = []
-    for lab in sorted(dead):
-        # A lab claimed since `live` was read has a live owner by now: leave it.
-        if not _owner_alive(lab):
-            removed += remove_lab(lab)
-    return removed
+@contextlib.contextmanager
+def run_lock() -> Iterator[None]:
+    """Held while a lab's name is claimed or a dead lab removed, so `clean` never removes
+    a lab that is being claimed but has no state file yet."""
+    root = run_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
+@dataclass(frozen=True)
+class DeadLab:
+    """A lab with objects on this machine and no live owner, and how we know."""
+
+    name: str
+    why: str
+
+
+def dead_labs(lab: str | None = None) -> list[DeadLab]:
+    """Labs (every one, or only `lab`) whose objects outlived their owner."""
+    states = {s.name: s for s in LabState.all()}
+    root = run_dir()
+    names = {d.name for d in root.iterdir() if d.is_dir()} if root.is_dir() else set()
+    names |= set(owned_netns(lab).values()) | set(owned_root_links(lab).values())
+    names |= set(owned_processes(lab).values())
+    dead = []
+    for name in sorted(names if lab is None else names & {lab}):
+        state = states.get(name)
+        if state is None:
+            dead.append(DeadLab(name, f"no readable {root / name / 'state.json'}, so no owner"))
+        elif not owner_alive(state.owner):
+            started = started_at(state.owner).strftime("%Y-%m-%d %H:%M:%S UTC")
+            dead.append(DeadLab(name, f"owner pid {state.owner.pid} (started {started}) "
+                                      "is gone"))
+    return dead
+
+
+def remove_dead(lab: str) -> list[str]:
+    """`remove_lab`, unless the lab has a live owner by now (it was claimed again since it
+    was found dead): then nothing."""
+    with run_lock():
+        return [] if _owner_alive(lab) else remove_lab(lab)
 def _owner_alive(lab: str) -> bool:
     try:
         return owner_alive(LabState.load(lab).owner)

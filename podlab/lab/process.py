@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -43,3 +44,10 @@ def wait_gone(pid: int, timeout: float) -> bool:
             return True
         time.sleep(0.02)
     return start_ticks(pid) is None
+
+
+def started_at(ref: ProcessRef) -> datetime:
+    """When `ref` started, from its start ticks and the boot time (btime in /proc/stat)."""
+    boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                if line.startswith("btime "))
+    return datetime.fromtimestamp(boot + ref.start_ticks / os.sysconf("SC_CLK_TCK"), UTC)

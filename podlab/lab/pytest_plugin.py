@@ -1,6 +1,7 @@
 """pytest plugin (entry point `pytest11: podlab`): lab fixtures, capability markers, strict mode.
 
-- `lab`: a 2-node default lab for one test, torn down in `finally`, then leak-checked.
+- `lab`: a 2-node default lab for one test, torn down in `finally`, then leak-checked
+  (every lab is torn down even when another's teardown fails).
 - `lab_factory(topology=None, **kw)`: more or custom labs in one test, same guarantees.
 - `fakecloud`: the in-process emulated cloud (`podlab.fakecloud.mock()`): every official
   SDK call in the test goes to it; yields its Endpoint (`.cloud`, `.calls`, `.faults`).
@@ -21,6 +22,7 @@ from podlab.fakecloud import Endpoint, Topology, mock
 from podlab.lab import capabilities
 from podlab.lab.lab import Lab
 from podlab.lab.ownership import leftovers, remove_lab
+from podlab.lab.pipeline import TeardownError
 
 _counter = itertools.count(1)
 LabFactory = Callable[..., Lab]
@@ -68,20 +70,26 @@ def lab_factory() -> Iterator[LabFactory]:
 
     def make(topology: Topology | None = None, **kwargs: Any) -> Lab:
         lab = Lab(topology, kwargs.pop("name", None) or unique_lab_name(), **kwargs)
+        # A failed `up` has torn down what it made; one refused its name made nothing, and
+        # the name's objects are another lab's, which the leak check must not remove.
+        lab.up()
         labs.append(lab)
-        return lab.up()
+        return lab
 
     try:
         yield make
     finally:
-        leaks = {}
+        problems: dict[str, object] = {}
         for lab in labs:
-            lab.down()
+            try:
+                lab.down()
+            except TeardownError as e:
+                problems[f"{lab.name} teardown"] = str(e)
             if left := leftovers(lab.name):
-                leaks[lab.name] = left
+                problems[lab.name] = left
                 remove_lab(lab.name)
-        if leaks:
-            pytest.fail(f"labs left objects behind after teardown: {leaks}", pytrace=False)
+        if problems:
+            pytest.fail(f"labs left objects behind after teardown: {problems}", pytrace=False)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ from podlab.lab.process import ProcessRef
 def run_dir() -> Path:
     """Root of all labs' state; PODLAB_RUN_DIR moves it (tests of the CLI use that)."""
     return Path(os.environ.get("PODLAB_RUN_DIR", "/run/podlab"))
+
+
+_SAVING = threading.Lock()
 
 
 @dataclass
@@ -32,6 +36,11 @@ class NodeState:
     cni_bin_dir: str = ""
     cni_network: str = ""
     datapath: str = ""
+    # the agent as the lab's restarts see it (see podlab.lab.agents)
+    agent_state: str = ""  # Running, CrashLoopBackOff (waiting to restart) or Stopped
+    agent_restarts: int = 0  # restarts after crashes, as a DaemonSet pod's restartCount
+    agent_last_exit: int | None = None  # Popen's code: -9 for SIGKILL
+    agent_last_exit_at: str = ""  # ISO 8601, UTC
 
 
 @dataclass
@@ -41,6 +50,10 @@ class PodState:
     node: str
     netns: str
     ip: str = ""  # set once the CNI gave the pod its address
+    # the sandbox as the node runtime sees it (see podlab.lab.kube.node_runtime)
+    health: str = ""  # Running, or AddressLost until the runtime recreates the sandbox
+    sandbox_restarts: int = 0  # sandboxes recreated for this pod
+    last_problem: str = ""  # why the last one was recreated
 
 
 @dataclass
@@ -65,6 +78,7 @@ class LabState:
     mgmt: MgmtState | None = None
     cloud_endpoint: str = ""  # the OpenAPI endpoint as nodes reach it, inside the VPC
     cloud_endpoint_host: str = ""  # the same endpoint from the host, over the mgmt link
+    cloud_admin: str = ""  # the cloud's admin endpoints, on the host's loopback only
     kube_api: str = ""  # the Kubernetes API on the host's loopback
     kubeconfig: str = ""
     nodes: list[NodeState] = field(default_factory=list)
@@ -74,10 +88,17 @@ class LabState:
     def dir(self) -> Path:
         return run_dir() / self.name
 
+    @property
+    def cloud_admin_token_file(self) -> Path:
+        return self.dir / "cloud-admin-token"
+
     def save(self) -> None:
-        tmp = self.dir / "state.json.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(self.dir / "state.json")
+        """Atomic for readers; serialised, as node runtimes and agent restarts save from
+        their own threads."""
+        with _SAVING:
+            tmp = self.dir / "state.json.tmp"
+            tmp.write_text(json.dumps(asdict(self), indent=2))
+            tmp.replace(self.dir / "state.json")
 
     def node(self, name: str) -> NodeState:
         for n in self.nodes:
@@ -109,6 +130,7 @@ class LabState:
             "mgmt": asdict(self.mgmt) if self.mgmt else None,
             "cloud_endpoint": self.cloud_endpoint,
             "cloud_endpoint_host": self.cloud_endpoint_host,
+            "cloud_admin": self.cloud_admin,
             "kube_api": self.kube_api,
             "kubeconfig": self.kubeconfig,
             "nodes": [asdict(n) for n in self.nodes],

@@ -2,7 +2,8 @@
 
 It reads the topology as JSON on stdin, reports progress and readiness as JSON lines on
 stdout, then holds the lab until SIGTERM/SIGINT/SIGHUP and tears it down. If it is killed
-with SIGKILL, `podlab clean` finds its lab by the labels and removes it.
+with SIGKILL, `podlab up` says so, and `podlab clean` finds its lab by the labels and
+removes it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from podlab.fakecloud import Topology, TopologyError
 from podlab.lab.errors import LabError
 from podlab.lab.lab import Lab
+from podlab.lab.pipeline import TeardownError
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
@@ -36,18 +38,20 @@ def main(argv: list[str] | None = None) -> int:
                   backend_kind=args.backend, owner_kind="supervisor")
         lab.up(progress=lambda msg: _report(progress=msg))
     except (LabError, TopologyError, OSError, ValueError) as e:
-        _report(error=str(e))
+        _report(error="\n".join([str(e), *getattr(e, "__notes__", [])]))
         return 1
     log = os.open(lab.state.dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     _report(ready=lab.state.summary())
     for fd in (1, 2):
         os.dup2(log, fd)
+    sig = signal.sigwait(STOP_SIGNALS)
+    print(f"supervisor: {signal.Signals(sig).name}, tearing down lab {lab.name}",
+          file=sys.stderr)
     try:
-        sig = signal.sigwait(STOP_SIGNALS)
-        print(f"supervisor: {signal.Signals(sig).name}, tearing down lab {lab.name}",
-              file=sys.stderr)
-    finally:
         lab.down()
+    except TeardownError as e:  # `podlab down` removes what is left, by label
+        print(f"supervisor: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -47,7 +47,7 @@ def manifests() -> list[dict[str, Any]]:
 def test_sixty_pods_and_twenty_services_at_once(lab_factory: Any) -> None:
     lab: Lab = lab_factory(topology())
     reference = reference_adds(lab, SERVICES * PER_SERVICE)
-    api = LabApi(lab.state.kube_api)
+    api = LabApi(lab.state.kubeconfig)
     started = time.monotonic()
     apply(api, manifests(), "burst")
     applied = time.monotonic() - started

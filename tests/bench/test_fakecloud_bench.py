@@ -7,16 +7,14 @@ from __future__ import annotations
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler
-from urllib.parse import urlencode
 
 import pytest
 from alibabacloud_ecs20140526 import models as m
-from alibabacloud_tea_openapi.utils import Utils
 
 from podlab.fakecloud import Cloud, Endpoint, Topology
 from podlab.fakecloud.background import BackgroundServer
 from podlab.fakecloud.server import cloud_server
-from tests.unit.fakecloud.sdk import REGION, ecs
+from tests.unit.fakecloud.sdk import REGION, ecs, rpc_query
 
 CALLS = 200
 WORLD = Topology.from_dict({
@@ -40,13 +38,9 @@ def rate(server: BackgroundServer, page_size: int) -> float:
 
 def one_answer(server: BackgroundServer, page_size: int) -> bytes:
     """A real answer of the fake cloud, for the reference server to replay."""
-    query = {"Action": "DescribeNetworkInterfaces", "Version": "2014-05-26",
-             "RegionId": REGION, "PageSize": str(page_size), "AccessKeyId": "podlab",
-             "SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0", "Format": "JSON",
-             "SignatureNonce": "bench", "Timestamp": "2026-01-01T00:00:00Z"}
-    query["Signature"] = Utils.get_rpcsignature(query, "POST", "podlab-secret")
-    request = urllib.request.Request(f"{server.url}/?{urlencode(query)}", method="POST",
-                                     data=b"")
+    query = rpc_query("DescribeNetworkInterfaces", "2014-05-26",
+                      {"RegionId": REGION, "PageSize": str(page_size)})
+    request = urllib.request.Request(f"{server.url}/?{query}", method="POST", data=b"")
     with urllib.request.urlopen(request) as reply:
         return bytes(reply.read())
 

@@ -6,10 +6,16 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import pytest
 
 from podlab.lab import Lab
+
+T = TypeVar("T")
 
 
 def ping(lab: Lab, source: str, ip: str, count: int = 1) -> bool:
@@ -18,8 +24,8 @@ def ping(lab: Lab, source: str, ip: str, count: int = 1) -> bool:
     return proc.returncode == 0
 
 
-def ip_json(lab: Lab, target: str, *argv: str) -> list[dict[str, object]]:
-    out: list[dict[str, object]] = json.loads(lab.exec(target, ["ip", "-j", *argv]).stdout)
+def ip_json(lab: Lab, target: str, *argv: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = json.loads(lab.exec(target, ["ip", "-j", *argv]).stdout)
     return out
 
 
@@ -48,3 +54,14 @@ def podlab(*argv: str) -> subprocess.CompletedProcess[str]:
     """The podlab CLI, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "podlab", *argv], capture_output=True,
                           text=True, check=False, timeout=120)
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 90.0, what: str = "") -> T:
+    """Poll `check` until it returns something truthy, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if result := check():
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:.0f}s: {what}")
+        time.sleep(0.1)

@@ -111,7 +111,7 @@ def test_kill_9_at_a_crash_point_loses_and_duplicates_nothing(
                                                   pod=f"default/early-{i}")["lease"]["ip"]
               for i in range(3)}
     lab.agents.stop(node.name)
-    lab.agents.start(node.name, env={CRASH_ENV: f"{point}:{nth}"})
+    lab.agents.start(node.name, env={CRASH_ENV: f"{point}:{nth}"}, restart=False)
     got: dict[str, str] = {}
     _burst(node.agent_socket, [f"default/burst-{i}" for i in range(40)], got)
     proc = lab.agents.procs[node.name]

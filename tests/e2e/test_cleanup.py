@@ -69,7 +69,13 @@ def test_clean_removes_a_killed_lab_and_only_that(lab: Lab) -> None:
         assert wait_gone(supervisor, timeout=10)
         assert any(item.startswith("netns") for item in leftovers(name))
 
-        clean = podlab("clean")
+        # Every dead lab on the machine would go, but no live one (`lab` stays)...
+        dry = podlab("clean", "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert f"lab {name}: owner pid {supervisor} " in dry.stdout
+        assert f"lab {lab.name}:" not in dry.stdout
+        # ...and this one goes, by its labels: the unlabelled look-alikes stay.
+        clean = podlab("clean", "--name", name)
         assert clean.returncode == 0, clean.stderr
         assert f"netns podlab-{name}-vpc" in clean.stdout
         assert leftovers(name) == []

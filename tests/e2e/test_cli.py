@@ -33,6 +33,8 @@ def test_up_status_exec_down() -> None:
         ping = podlab("exec", "--name", name, "n1", "--", "ping", "-c", "1", "-W", "1", n3_ip)
         assert ping.returncode == 0, ping.stdout + ping.stderr
         assert podlab("exec", "--name", name, "n1", "--", "false").returncode == 1
+        n3 = podlab("exec", "n3", "--name", name, "--", "ip", "-br", "addr", "show", "eth0")
+        assert n3_ip in n3.stdout, n3.stderr  # --name after TARGET is podlab's, -br is ip's
 
         logs = podlab("logs", "--name", name)
         assert "fabric.plug_eni" in logs.stdout
@@ -52,7 +54,7 @@ def test_unknown_lab_and_target_are_clear_errors() -> None:
     assert "no lab named 'nolab'" in missing.stderr
 
 
-def test_bad_topology_fails_before_anything_is_made(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_topology_fails_before_anything_is_made(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("vswitches: [{id: vsw-a, zone: z, cidr: 192.168.3.0/24}]\n"
                    "nodes: [{name: n1, vswitch: vsw-b}]\n")
@@ -69,7 +71,7 @@ def test_apply_get_probe_and_kubeconfig() -> None:
     assert podlab("up", "--name", name).returncode == 0
     try:
         kubeconfig = podlab("kubeconfig", "--name", name).stdout.strip()
-        assert "server: http://127.0.0.1:" in Path(kubeconfig).read_text()
+        assert "server: https://127.0.0.1:" in Path(kubeconfig).read_text()
         applied = podlab("apply", "--name", name, "-f", example, "--wait")
         assert applied.returncode == 0, applied.stderr
         assert "statefulset/web created" in applied.stdout

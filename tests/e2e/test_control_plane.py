@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from kubernetes import client, watch
+from kubernetes import client, config
+from kubernetes.watch import Watch
 
 from podlab.cni import protocol
 from podlab.lab import Lab
@@ -42,7 +43,7 @@ def eventually(check: Callable[[], T | None], timeout: float = 60.0, what: str =
 
 
 def pods(lab: Lab) -> dict[str, dict[str, Any]]:
-    return LabApi(lab.state.kube_api).pods()
+    return LabApi(lab.state.kubeconfig).pods()
 
 
 def running(lab: Lab, names: set[str]) -> dict[str, dict[str, Any]] | None:
@@ -85,7 +86,7 @@ def test_kubectl_apply_brings_up_pods_with_eni_addresses(lab: Lab) -> None:
 @pytest.mark.parametrize("mode", ["iptables", "nftables"])
 def test_a_service_spreads_connections_evenly(lab_factory: LabFactory, mode: str) -> None:
     lab = lab_factory(proxy_mode=mode)
-    api = LabApi(lab.state.kube_api)
+    api = LabApi(lab.state.kubeconfig)
     apply(api, load_documents(EXAMPLE.read_text(), "web.yaml"), "web.yaml")
     eventually(lambda: running(lab, {"client", "web-0", "web-1", "web-2"}), what="Running")
     svc = api.call("GET", "/api/v1/namespaces/default/services/web")
@@ -104,7 +105,7 @@ def test_a_service_spreads_connections_evenly(lab_factory: LabFactory, mode: str
 def test_a_statefulset_pod_comes_back_with_its_ip(lab: Lab) -> None:
     """Its address waits for it: pods that start on its node while it is away get others
     (a released address would be the next one handed out)."""
-    api = LabApi(lab.state.kube_api)
+    api = LabApi(lab.state.kubeconfig)
     apply(api, load_documents(EXAMPLE.read_text(), "web.yaml"), "web.yaml")
     before = eventually(lambda: running(lab, {"web-0", "web-1", "web-2"}), what="Running")
     uid = before["web-1"]["metadata"]["uid"]
@@ -131,16 +132,16 @@ def test_a_statefulset_pod_comes_back_with_its_ip(lab: Lab) -> None:
 
 
 def test_the_python_client_watch_sees_pod_ips_appear(lab: Lab) -> None:
-    configuration = client.Configuration()
-    configuration.host = lab.state.kube_api
-    v1 = client.CoreV1Api(client.ApiClient(configuration))
-    start = v1.list_namespaced_pod("default").metadata.resource_version
-    v1.create_namespaced_pod("default", {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo"},
-        "spec": {"containers": [{"name": "main", "image": "agnhost"}]}})
+    v1 = client.CoreV1Api(config.new_client_from_config(  # type: ignore[no-untyped-call]
+        lab.state.kubeconfig))
+    listed = v1.list_namespaced_pod("default").metadata
+    assert listed is not None
+    v1.create_namespaced_pod("default", client.V1Pod(
+        metadata=client.V1ObjectMeta(name="solo"),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="main", image="agnhost")])))
     seen = None
-    for event in watch.Watch().stream(v1.list_namespaced_pod, "default",
-                                      resource_version=start, timeout_seconds=60):
+    for event in Watch().stream(v1.list_namespaced_pod, "default",
+                                      resource_version=listed.resource_version, timeout_seconds=60):
         if event["object"].status and event["object"].status.pod_ip:
             seen = event["object"]
             break
@@ -151,7 +152,7 @@ def test_the_python_client_watch_sees_pod_ips_appear(lab: Lab) -> None:
 
 
 def test_an_invalid_manifest_applies_nothing(lab: Lab, tmp_path: Path) -> None:
-    api = LabApi(lab.state.kube_api)
+    api = LabApi(lab.state.kubeconfig)
     text = EXAMPLE.read_text() + """---
 apiVersion: v1
 kind: Pod
@@ -175,7 +176,7 @@ def test_the_agent_releases_the_ip_of_a_pod_deleted_behind_its_runtime(lab: Lab)
     """The node runtime misses the delete (as a kubelet that is down would): the agent's
     own watch of its node's pods gives the address back."""
     eventually(lambda: "kube_synced" in agent_events(lab, "n1"), what="the agent's watch")
-    api = LabApi(lab.state.kube_api)
+    api = LabApi(lab.state.kubeconfig)
     api.call("POST", "/api/v1/namespaces/default/pods", {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "lost"},
         "spec": {"nodeName": "n1", "containers": [{"name": "main", "image": "x"}]}})
@@ -201,7 +202,7 @@ def agent_events(lab: Lab, node: str) -> list[str]:
 
 
 def test_the_scheduler_follows_selectors_and_eni_capacity(lab: Lab) -> None:
-    api = LabApi(lab.state.kube_api)
+    api = LabApi(lab.state.kubeconfig)
     zone = lab.state.node("n2").zone
     capacity = sum(int(n["status"]["allocatable"]["pods"])
                    for n in api.call("GET", "/api/v1/nodes")["items"])
@@ -225,7 +226,7 @@ def test_services_work_from_exclusive_eni_pods(lab_factory: LabFactory) -> None:
     """Their packets leave through the ENI, past the node: veth1 takes the Service CIDR
     into the node's stack, where kube-proxy's rules apply."""
     lab = lab_factory(agent_settings={"eni_mode": "exclusive", "min_pool_size": 0})
-    api = LabApi(lab.state.kube_api)
+    api = LabApi(lab.state.kubeconfig)
     apply(api, load_documents(EXAMPLE.read_text(), "web.yaml"), "web.yaml")
     up = eventually(lambda: running(lab, {"client", "web-0", "web-1", "web-2"}),
                     what="exclusive-ENI pods Running")
@@ -276,7 +277,7 @@ def test_a_deployment_rolls_out_serves_its_service_and_replaces_lost_pods(
     assert "deployment/api created" in applied.stdout
     assert kubectl(lab, "rollout", "status", "deployment/api", "--timeout=60s").returncode == 0
     assert "2/2" in kubectl(lab, "get", "deployment", "api").stdout
-    api = LabApi(lab.state.kube_api)
+    api = LabApi(lab.state.kubeconfig)
     first = {n: p for n, p in pods(lab).items() if n.startswith("api-")}
     assert len(first) == 2
     assert all(p["status"].get("podIP") for p in first.values())

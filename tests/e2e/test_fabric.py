@@ -9,11 +9,12 @@ import pytest
 
 from podlab.fakecloud import default_topology
 from podlab.lab import Lab, netns
+from podlab.lab.pytest_plugin import LabFactory
 from tests.e2e.helpers import host_netns, ip_json, ping
 
 
 @pytest.fixture
-def lab(lab_factory) -> Lab:  # type: ignore[no-untyped-def]
+def lab(lab_factory: LabFactory) -> Lab:
     """The fabric and the cloud alone: no node agents attaching ENIs of their own."""
     lab: Lab = lab_factory(agents=False)
     return lab
@@ -26,7 +27,7 @@ def test_nodes_ping_across_vswitches(lab: Lab) -> None:
     assert ping(lab, "n2", n1.primary_ip)
 
 
-def test_nodes_in_one_vswitch_reach_each_other_through_the_router(lab_factory) -> None:  # type: ignore[no-untyped-def]
+def test_nodes_in_one_vswitch_reach_each_other_through_the_router(lab_factory: LabFactory) -> None:
     lab = lab_factory(default_topology(nodes=3))
     n1, _, n3 = lab.state.nodes
     assert n1.vswitch == n3.vswitch
@@ -102,7 +103,7 @@ def test_every_fabric_change_is_in_the_event_log(lab: Lab) -> None:
     assert stamps == sorted(stamps)
 
 
-def test_two_labs_with_identical_cidrs_do_not_interfere(lab_factory) -> None:  # type: ignore[no-untyped-def]
+def test_two_labs_with_identical_cidrs_do_not_interfere(lab_factory: LabFactory) -> None:
     a, b = lab_factory(), lab_factory()
     assert a.topology.to_dict() == b.topology.to_dict()
     assert a.state.mgmt != b.state.mgmt
@@ -114,7 +115,7 @@ def test_two_labs_with_identical_cidrs_do_not_interfere(lab_factory) -> None:  #
 
 
 @pytest.mark.parametrize("nodes", [1, 4])
-def test_lab_sizes(lab_factory, nodes: int) -> None:  # type: ignore[no-untyped-def]
+def test_lab_sizes(lab_factory: LabFactory, nodes: int) -> None:
     lab = lab_factory(default_topology(nodes=nodes))
     assert len(lab.state.nodes) == nodes
     last = lab.state.nodes[-1]

@@ -10,6 +10,7 @@ import pytest
 from podlab.datapath.kubeproxy import MODES, Backend, KubeProxy, ServicePort
 from podlab.fakecloud import default_topology
 from podlab.lab import Lab
+from podlab.lab.pytest_plugin import LabFactory
 
 pytestmark = pytest.mark.kernel("iptables", "nftables")
 VIP = "172.21.0.10"
@@ -37,7 +38,7 @@ def web(lab: Lab, nodes: list[str]) -> ServicePort:
 
 
 @pytest.fixture
-def four_nodes(lab_factory) -> Lab:  # type: ignore[no-untyped-def]
+def four_nodes(lab_factory: LabFactory) -> Lab:
     lab: Lab = lab_factory(default_topology(nodes=4))
     for node in ("n2", "n3", "n4"):
         lab.start_workload(node, node, http=[8080])

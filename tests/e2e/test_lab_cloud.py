@@ -9,12 +9,13 @@ import pytest
 from alibabacloud_ecs20140526 import models as m
 
 from podlab.lab import Lab
-from tests.e2e.helpers import ip_json, ping
+from podlab.lab.pytest_plugin import LabFactory
+from tests.e2e.helpers import ip_json, ping, podlab
 from tests.unit.fakecloud.sdk import REGION, ecs
 
 
 @pytest.fixture
-def lab(lab_factory) -> Lab:  # type: ignore[no-untyped-def]
+def lab(lab_factory: LabFactory) -> Lab:
     """The fabric and the cloud alone: no node agents attaching ENIs of their own."""
     lab: Lab = lab_factory(agents=False)
     return lab
@@ -51,11 +52,46 @@ def test_sdk_calls_move_devices_and_routes(lab: Lab) -> None:
         "fabric.route", "fabric.unroute", "fabric.unroute", "fabric.unplug_eni"]
 
 
-def test_nodes_reach_the_endpoint_inside_the_vpc(lab: Lab) -> None:
-    url = f"http://{lab.state.cloud_endpoint}/_podlab/state"
-    script = f"import urllib.request; print(urllib.request.urlopen({url!r}).read().decode())"
-    state = json.loads(lab.exec("n2", ["python3", "-c", script]).stdout)
-    assert {e["NetworkInterfaceId"] for e in state["enis"]} == {
+PROBE = """
+import json, sys, urllib.error, urllib.request
+try:
+    answer = urllib.request.urlopen(urllib.request.Request(
+        sys.argv[1], method=sys.argv[3], data=b"" if sys.argv[3] == "POST" else None,
+        headers={"Authorization": "Bearer " + sys.argv[2]}), timeout=5)
+    print(json.dumps([answer.status, json.load(answer)]))
+except urllib.error.HTTPError as e:
+    print(json.dumps([e.code, json.loads(e.read() or b"null")]))
+except OSError as e:
+    print(json.dumps([0, str(e)]))
+"""
+
+
+def test_nodes_reach_the_openapi_but_no_admin_endpoint(lab: Lab) -> None:
+    """Inside the VPC the endpoint is the OpenAPI, which refuses an unsigned request (the
+    lab's admin token is not a signature); the admin endpoints answer only on the host's
+    loopback, and a reset changes nothing."""
+    assert lab.cloud is not None
+    token = lab.cloud.admin_token
+    eni = lab.cloud.model.create_eni(lab.state.node("n1").vswitch, security_groups=["sg"])
+    for endpoint in (lab.state.cloud_endpoint, lab.state.cloud_endpoint_host):
+        for verb, method in (("state", "GET"), ("reset", "POST")):
+            code, body = json.loads(lab.exec("n2", ["python3", "-c", PROBE,
+                                                    f"http://{endpoint}/_podlab/{verb}",
+                                                    token, method]).stdout)
+            assert code == 400, (endpoint, verb, body)
+            assert set(body) == {"RequestId", "HostId", "Code", "Message", "Recommend"}
+    code, _ = json.loads(lab.exec("n2", ["python3", "-c", PROBE,
+                                         f"{lab.state.cloud_admin}/_podlab/reset", token,
+                                         "POST"]).stdout)
+    assert code == 0, "the host's loopback is not the node's"
+    assert eni.id in lab.cloud.model.enis, "nothing was reset"
+
+
+def test_the_owner_reads_the_cloud_through_the_cli(lab: Lab) -> None:
+    assert lab.state.cloud_admin_token_file.stat().st_mode & 0o777 == 0o600
+    done = podlab("cloud", "state", "--name", lab.name)
+    assert done.returncode == 0, done.stderr
+    assert {e["NetworkInterfaceId"] for e in json.loads(done.stdout)["enis"]} == {
         n.primary_eni_id for n in lab.topology.nodes}
 
 

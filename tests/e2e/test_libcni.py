@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from podlab.cni.protocol import CONF_FILE
 from podlab.lab import Lab
 from tests.e2e.helpers import ip_json
 from tests.e2e.libcni import LibCni, build
@@ -47,10 +48,9 @@ def test_libcni_adds_checks_and_deletes_through_a_chain(
 
 
 def test_libcni_drives_podlab_cni(lab: Lab, libcni_binary: Path, tmp_path: Path) -> None:
+    """libcni 1.1 (Debian's, containerd 1.7's) takes the lab's own conflist as it is."""
     node = lab.state.node("n1")
-    conflist = tmp_path / "podlab.conflist"
-    conflist.write_text(json.dumps({"cniVersion": "1.0.0", "name": "podlab", "plugins": [
-        {"type": "podlab-cni", "agent_socket": node.agent_socket}]}))
+    conflist = Path(node.cni_conf_dir) / CONF_FILE
     libcni = LibCni(libcni_binary, node.netns, (node.cni_bin_dir, "/usr/lib/cni"),
                     tmp_path / "cache")
     netns = f"/run/netns/{lab.add_pod('default', 'lib', 'n1').netns}"

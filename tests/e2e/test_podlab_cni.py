@@ -30,7 +30,7 @@ def test_pods_get_eni_addresses_and_reach_each_other_across_nodes(lab: Lab) -> N
     assigned = {ip for e in lab.cloud.model.all_enis() if e.type == "Secondary" for ip in e.ips}
     assert {ip_a, ip_b} <= assigned, "pod addresses are ENI secondary addresses"
     addresses = {a["local"] for link in ip_json(lab, "default/a", "addr", "show", "eth0")
-                 for a in link["addr_info"]}  # type: ignore[attr-defined]
+                 for a in link["addr_info"]}
     assert ip_a in addresses
     assert ping(lab, "default/a", ip_b, count=2)
     assert ping(lab, "n1", ip_a)

@@ -17,6 +17,7 @@ import contextlib
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -36,8 +37,9 @@ WORLD = Topology.from_dict({
     "nodes": [{"name": "n1", "vswitch": "vsw-a", "instance_type": "ecs.g7.large"}],
 })
 PODS = [f"default/web-{i}" for i in range(14)]  # more than the node's 12 addresses
-CONFIG = {"min_pool_size": 2, "max_pool_size": 4, "vswitches": {"z1": ["vsw-a", "vsw-b"]},
-          "reservation_period": 300}
+MIN_POOL, MAX_POOL = 2, 4
+CONFIG: dict[str, Any] = {"min_pool_size": MIN_POOL, "max_pool_size": MAX_POOL,
+                          "vswitches": {"z1": ["vsw-a", "vsw-b"]}, "reservation_period": 300}
 
 
 class AgentUnderFire(RuleBasedStateMachine):
@@ -202,8 +204,8 @@ class AgentUnderFire(RuleBasedStateMachine):
         assert {r.address for r in rows} == cloud_ips, "store and cloud disagree"
         assert {r.eni_id for r in rows} <= set(attached)
         idle = len(self.pool.idle())
-        assert idle <= CONFIG["max_pool_size"]
-        if idle < CONFIG["min_pool_size"]:
+        assert idle <= MAX_POOL
+        if idle < MIN_POOL:
             quota = INSTANCE_TYPES[self.node.instance_type]
             full = len(rows) >= (quota.eni_quantity - 1) * quota.eni_private_ip_quantity
             assert full or self.hogs, f"only {idle} idle with room to grow"

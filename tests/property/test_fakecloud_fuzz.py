@@ -4,14 +4,13 @@ a 200 or an Alibaba-shaped 4xx, never a 5xx or a traceback."""
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
 
-from alibabacloud_tea_openapi.utils import Utils
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podlab.fakecloud import Cloud, Endpoint, default_topology
 from podlab.fakecloud.responses import ACTIONS
+from tests.unit.fakecloud.sdk import rpc_query
 
 TOPOLOGY = default_topology()
 NAMES = ["NetworkInterfaceId", "InstanceId", "VSwitchId", "SecurityGroupId", "ClientToken",
@@ -29,11 +28,7 @@ ACTION_NAMES = sorted({a for _, a in ACTIONS} | {"RunInstances", "", "describeVp
 
 
 def signed(action: str, version: str, params: dict[str, str]) -> str:
-    query = {"Action": action, "Version": version, "Format": "JSON", "AccessKeyId": "podlab",
-             "SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0",
-             "SignatureNonce": "n", "Timestamp": "2026-01-01T00:00:00Z", **params}
-    query["Signature"] = Utils.get_rpcsignature(query, "POST", "podlab-secret")
-    return "http://ecs.podlab.local/?" + urlencode(query)
+    return "http://ecs.podlab.local/?" + rpc_query(action, version, params)
 
 
 @settings(max_examples=300, deadline=None)

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from podlab.fakecloud import TopologyError
 from podlab.lab.cli import _parser, topology_from_args
 
 
-def up_args(*argv: str) -> object:
+def up_args(*argv: str) -> argparse.Namespace:
     return _parser().parse_args(["up", *argv])
 
 
 def test_nodes_flag_alternates_vswitches() -> None:
-    t = topology_from_args(up_args("--nodes", "3"))  # type: ignore[arg-type]
+    t = topology_from_args(up_args("--nodes", "3"))
     assert [n.vswitch.id for n in t.nodes] == ["vsw-a", "vsw-b", "vsw-a"]
 
 
 def test_vswitch_and_node_flags() -> None:
-    t = topology_from_args(up_args(  # type: ignore[arg-type]
+    t = topology_from_args(up_args(
         "--vpc-cidr", "10.1.0.0/16",
         "--vswitch", "id=vsw-x,zone=cn-hangzhou-k,cidr=10.1.4.0/24",
         "--node", "name=big,type=ecs.g7.8xlarge,vswitch=vsw-x",
@@ -30,5 +32,5 @@ def test_vswitch_and_node_flags() -> None:
 
 def test_malformed_flag_names_the_flag() -> None:
     with pytest.raises(TopologyError) as info:
-        topology_from_args(up_args("--vswitch", "vsw-x"))  # type: ignore[arg-type]
+        topology_from_args(up_args("--vswitch", "vsw-x"))
     assert info.value.field == "--vswitch"

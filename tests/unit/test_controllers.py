@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from podlab.controllers.deployments import HASH_LABEL, SUFFIX_ALPHABET, DeploymentController
+from podlab.controllers.endpoints import endpoint_slice, target_port
+from podlab.controllers.scheduler import Scheduler
+from podlab.controllers.service_proxy import service_ports
+from podlab.controllers.templates import controller_of
 from podlab.datapath.kubeproxy import Backend
 from podlab.kubeapi.store import Store
 from podlab.lab.kube.controlplane import node_object
-from podlab.lab.kube.deployments import HASH_LABEL, SUFFIX_ALPHABET, DeploymentController
-from podlab.lab.kube.endpoints import endpoint_slice, target_port
-from podlab.lab.kube.scheduler import Scheduler
-from podlab.lab.kube.service_proxy import service_ports
-from podlab.lab.kube.templates import controller_of
 
 
 def pod(name: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
@@ -43,11 +43,28 @@ def test_the_scheduler_spreads_filters_by_selector_and_capacity() -> None:
     assert "3 node(s) didn't match Pod's node affinity/selector" in why
 
 
+def test_the_scheduler_passes_over_a_node_whose_network_is_not_ready() -> None:
+    store = Store()
+    for name in ("n1", "n2"):
+        store.create("nodes", node_object(name, "10.0.0.1", "z1", "ecs.g7.large", 10))
+    down = store.get("nodes", None, "n1")
+    down["status"]["conditions"] = [{"type": "Ready", "status": "False",
+                                     "reason": "NetworkPluginNotReady"}]
+    store.update_status("nodes", down)
+    scheduler = Scheduler(store)
+    assert scheduler.choose(pod("a"))[0] == "n2", "n1 has fewer pods, but is not ready"
+    store.update_status("nodes", {**store.get("nodes", None, "n2"),
+                                  "status": {**down["status"]}})
+    node, why = scheduler.choose(pod("b"))
+    assert node is None
+    assert why == "0/2 nodes are available: 2 node(s) were not ready."
+
+
 def test_endpoints_resolve_named_ports_and_kube_proxy_takes_ready_ones() -> None:
     web = pod("web-0", {"app": "web"}, nodeName="n1")
     web["metadata"]["uid"] = "u1"
     web["status"] = {"podIP": "192.168.0.7"}
-    svc = {"metadata": {"namespace": "default", "name": "web"},
+    svc: dict[str, Any] = {"metadata": {"namespace": "default", "name": "web"},
            "spec": {"clusterIP": "172.21.0.9", "selector": {"app": "web"}, "ports": [
                {"name": "http", "port": 80, "targetPort": "http"},
                {"name": "raw", "port": 81, "targetPort": 9000, "protocol": "UDP"}]}}

@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable
 
-from podlab.lab.kube import workqueue
-from podlab.lab.kube.workqueue import WorkQueue
+import pytest
+
+from podlab.controllers import workqueue
+from podlab.controllers.workqueue import WorkQueue
 
 WAIT = 10.0
 
@@ -40,7 +42,7 @@ def test_keys_waiting_are_handled_once_and_a_change_during_handling_again() -> N
         queue.stop()
 
 
-def test_a_failing_key_is_retried(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_key_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workqueue, "RETRY_DELAY", 0.01)
     attempts: list[int] = []
     succeeded = threading.Event()
@@ -56,5 +58,24 @@ def test_a_failing_key_is_retried(monkeypatch) -> None:  # type: ignore[no-untyp
         queue.add("k")
         assert succeeded.wait(WAIT)
         assert len(attempts) == 3
+    finally:
+        queue.stop()
+
+
+def test_a_key_put_back_with_a_delay_by_its_own_handler_waits_for_it() -> None:
+    """How a controller retries later (a back-off, a periodic check): re-adding the key
+    it is handling, with a delay, must not run it again at once."""
+    handled = threading.Semaphore(0)
+    queue: WorkQueue
+
+    def handle(key: Hashable) -> None:
+        queue.add(key, delay=3600)
+        handled.release()
+
+    queue = WorkQueue("test", handle).start()
+    try:
+        queue.add("k")
+        assert handled.acquire(timeout=WAIT)
+        assert not handled.acquire(timeout=0.5), "handled again before its delay"
     finally:
         queue.stop()

@@ -13,11 +13,18 @@ from dataclasses import dataclass, field, replace
 import jsonschema
 
 from podlab.datapath import netlink
-from podlab.lab.cni_runtime import Attachment, CniError, CniRuntime, Json, NetworkList
+from podlab.lab.cni_runtime import (
+    RUNTIME_VERSIONS,
+    Attachment,
+    CniError,
+    CniRuntime,
+    Json,
+    NetworkList,
+)
 from podlab.lab.conformance.schemas import ERROR_SCHEMA, result_schema
 from podlab.lab.lab import Lab
 
-SUITE_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+SUITE_VERSIONS = RUNTIME_VERSIONS
 _pods = itertools.count(1)
 
 

@@ -1,8 +1,9 @@
 """`podlab kubeconfig | apply | get | probe`: the lab's control plane from the shell.
 
 Tables for people, `--json` for scripts; the lab is found by name (`--name`, default
-`lab`), as for every other command. The official client is imported only by the commands
-that talk to the API: it costs every other `podlab` command half a second otherwise.
+`lab`), as for every other command. The official client (and pyroute2, for `probe`) is
+imported only by the commands that use it: it costs every other `podlab` command half a
+second otherwise.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from podlab.kubeapi.resources import RESOURCES, Resource
-from podlab.kubeapi.tables import AGE, COLUMNS, NAME
+from podlab.kubeapi.kinds import BUILTIN
+from podlab.kubeapi.resources import Resource
 from podlab.lab.errors import LabError
-from podlab.lab.kube.probe import ProbeResult, probe
+from podlab.lab.shell import add_name, find_lab
 from podlab.lab.state import LabState
 from podlab.lab.tables import table
 
@@ -30,42 +31,41 @@ WAIT_TIMEOUT = 120.0
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("kubeconfig", help="print the path of the lab's kubeconfig")
-    p.add_argument("--name", default="lab")
+    add_name(p)
     p.set_defaults(func=cmd_kubeconfig)
 
     p = sub.add_parser("apply", help="apply a multi-document YAML manifest to the lab's API")
-    p.add_argument("--name", default="lab")
+    add_name(p)
     p.add_argument("-f", "--file", required=True, help="a YAML file, or - for stdin")
     p.add_argument("--wait", action="store_true",
                    help="until its Pods and StatefulSets' pods run and its Deployments are "
                         "rolled out")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="what was applied, as JSON")
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("get", help="list objects of a kind (pods, svc, sts, ...)")
-    p.add_argument("kind")
-    p.add_argument("--name", default="lab")
+    p.add_argument("kind", help="pods, svc, sts, deploy, ... (plural, singular or short)")
+    add_name(p)
     p.add_argument("-n", "--namespace", help="one namespace (default: all)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="the objects as the API returns them")
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser("probe", help="can pod FROM reach TO (a pod, svc/ns/name, or an IP)?")
     p.add_argument("source", metavar="FROM", help="a pod: ns/name")
     p.add_argument("target", metavar="TO", help="ns/name, svc/ns/name or an IP")
-    p.add_argument("--name", default="lab")
-    p.add_argument("--port", type=int)
-    p.add_argument("--proto", choices=("tcp", "udp"), default="tcp")
-    p.add_argument("--json", action="store_true")
+    add_name(p)
+    p.add_argument("--port", type=int,
+                   help="default: the Service's or pod's first port, 80 for an IP")
+    p.add_argument("--proto", choices=("tcp", "udp"), default="tcp", help="default tcp")
+    p.add_argument("--json", action="store_true", help="the result as one JSON object")
     p.set_defaults(func=cmd_probe)
 
 
 def _state(name: str) -> LabState:
-    try:
-        state = LabState.load(name)
-    except FileNotFoundError:
-        raise LabError(f"no lab named {name!r}: `podlab up --name {name}` first") from None
+    state = find_lab(name)
     if not state.kube_api:
-        raise LabError(f"lab {name!r} runs without a control plane")
+        raise LabError(f"lab {name!r} was started without a control plane; labs of "
+                       "`podlab up` have one")
     return state
 
 
@@ -73,7 +73,7 @@ def _lab(name: str) -> tuple[LabState, LabApi]:
     from podlab.lab.kube.manifests import LabApi
 
     state = _state(name)
-    return state, LabApi(state.kube_api)
+    return state, LabApi(state.kubeconfig)
 
 
 def cmd_kubeconfig(args: argparse.Namespace) -> int:
@@ -88,7 +88,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
     except OSError as e:
-        raise LabError(f"cannot read {args.file}: {e.strerror}") from None
+        raise LabError(f"cannot read {args.file}: {e.strerror}; -f takes a YAML file, or - "
+                       "for stdin") from None
     docs = load_documents(text, args.file)
 
     def say(a: Applied) -> None:
@@ -97,7 +98,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
     done = apply(api, docs, args.file, progress=say)
     if args.wait:
-        _wait(api, _awaited(docs))
+        _wait(api, _awaited(docs), args.name)
     if args.json:
         print(json.dumps([a.__dict__ for a in done]))
     return 0
@@ -119,7 +120,7 @@ def _awaited(docs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     return awaited
 
 
-def _wait(api: LabApi, awaited: list[tuple[str, str, str]]) -> None:
+def _wait(api: LabApi, awaited: list[tuple[str, str, str]], name: str) -> None:
     from podlab.lab.kube.manifests import rolled_out, running
 
     deadline = time.monotonic() + WAIT_TIMEOUT
@@ -128,21 +129,23 @@ def _wait(api: LabApi, awaited: list[tuple[str, str, str]]) -> None:
         pods = {ns: api.pods(ns) for kind, ns, _ in pending if kind == "pod"}
         pending = {(kind, ns, name) for kind, ns, name in pending if not (
             running(pods[ns], [name]) if kind == "pod"
-            else rolled_out(api.get(RESOURCES["deployments"], ns, name)))}
+            else rolled_out(api.get(BUILTIN.resources["deployments"], ns, name)))}
         if not pending:
             break
         if time.monotonic() > deadline:
             raise LabError(f"not ready after {WAIT_TIMEOUT:.0f}s: "
-                           f"{', '.join(f'{k} {n}/{p}' for k, n, p in sorted(pending))}")
+                           f"{', '.join(f'{k} {n}/{p}' for k, n, p in sorted(pending))}; "
+                           f"`podlab get pods --name {name}` and `podlab logs --name {name}` "
+                           "say why")
         print(f" … waiting for {len(pending)} of {len(awaited)} to run", file=sys.stderr)
         time.sleep(0.5)  # polling the API for the pods' phase, with a deadline
 
 
 def _resource(kind: str) -> Resource:
-    for r in RESOURCES.values():
+    for r in BUILTIN.resources.values():
         if kind.lower() in (r.name, r.kind.lower(), r.name.rstrip("s"), *r.short_names):
             return r
-    raise LabError(f"unknown kind {kind!r}; one of: {', '.join(sorted(RESOURCES))}")
+    raise LabError(f"unknown kind {kind!r}; one of: {', '.join(sorted(BUILTIN.resources))}")
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -154,7 +157,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(items, indent=2))
         return 0
-    columns = COLUMNS.get(resource.name, [NAME, AGE])
+    columns = BUILTIN.strategy(resource.name).columns
     head = ["namespace"] if resource.namespaced else []
     print(table([*head, *(c.name for c in columns)],
                 [[*([o["metadata"].get("namespace", "")] if head else []),
@@ -163,12 +166,15 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    from podlab.lab.kube.probe import ProbeResult, probe
+
     state, api = _lab(args.name)
     namespace, _, pod = args.source.partition("/")
     try:
         netns = state.pod(namespace, pod).netns
     except KeyError:
-        raise LabError(f"FROM {args.source!r}: no such pod in lab {args.name!r}") from None
+        raise LabError(f"FROM {args.source!r}: no such pod in lab {args.name!r}; its pods "
+                       f"are in `podlab get pods --name {args.name}`") from None
     address, port = _target(api, args.target, args.port)
     ok, reason, who = probe(netns, address, port, args.proto)
     result = ProbeResult(args.source, args.target, address, port, args.proto, ok, reason, who)
@@ -189,14 +195,15 @@ def _target(api: LabApi, target: str, port: int | None) -> tuple[str, int]:
         pass
     parts = target.split("/")
     if len(parts) == 3 and parts[0] == "svc":
-        svc = api.get(RESOURCES["services"], parts[1], parts[2])
+        svc = api.get(BUILTIN.resources["services"], parts[1], parts[2])
         ports = svc["spec"].get("ports") or [{"port": 80}]
         return str(svc["spec"]["clusterIP"]), port or int(ports[0]["port"])
     if len(parts) == 2:
-        obj = api.get(RESOURCES["pods"], parts[0], parts[1])
+        obj = api.get(BUILTIN.resources["pods"], parts[0], parts[1])
         ip = (obj.get("status") or {}).get("podIP")
         if not ip:
-            raise LabError(f"TO {target}: the pod has no IP yet")
+            raise LabError(f"TO {target}: the pod has no IP yet; `podlab apply --wait` "
+                           "returns when it runs")
         declared = [p["containerPort"] for c in obj["spec"].get("containers", [])
                     for p in c.get("ports", [])]
         return str(ip), port or (int(declared[0]) if declared else 80)

@@ -7,73 +7,121 @@ lab's process; controllers see changes through the store's in-process subscripti
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from podlab.cni import protocol
+from podlab.controllers import (
+    Controller,
+    DeploymentController,
+    EndpointsController,
+    Scheduler,
+    ServiceProxy,
+    StatefulSetController,
+)
 from podlab.kubeapi.kubeconfig import write_kubeconfig
 from podlab.kubeapi.server import KubeApiServer
 from podlab.kubeapi.store import Store
 from podlab.lab import netns
-from podlab.lab.cloud import CLOUD_ENDPOINT_IP
-from podlab.lab.kube.controller import Controller
-from podlab.lab.kube.deployments import DeploymentController
-from podlab.lab.kube.endpoints import EndpointsController
+from podlab.lab.constants import CLOUD_ENDPOINT_IP, KUBE_API_PORT, SERVICE_CIDR
+from podlab.lab.kube.access import ApiAccess
+from podlab.lab.kube.host import SandboxHost
 from podlab.lab.kube.node_runtime import NodeRuntime
-from podlab.lab.kube.scheduler import Scheduler
-from podlab.lab.kube.service_proxy import ServiceProxy
-from podlab.lab.kube.statefulsets import StatefulSetController
-from podlab.lab.lab import KUBE_API_PORT, SERVICE_CIDR
-
-if TYPE_CHECKING:
-    from podlab.lab.lab import Lab
-
+from podlab.lab.pipeline import Step, Undo, unwound_on_failure
 
 
 class ControlPlane:
-    def __init__(self, lab: Lab, proxy_mode: str = "iptables") -> None:
+    """Started as named `steps`; a failure at any of them stops what the earlier ones
+    started, so a control plane is either fully up or not there at all."""
+
+    def __init__(self, lab: SandboxHost, proxy_mode: str = "iptables",
+                 access: ApiAccess | None = None) -> None:
+        """`access`: the API's users and certificate (the lab's, made before its agents
+        start); the kubeconfig carries the lab user's token and the CA."""
         self.lab = lab
         self.store = Store(service_cidr=SERVICE_CIDR)
+        self.access = access or ApiAccess()
+        self._tls = self.access.cert.server_context()
         self.proxy_mode = proxy_mode
         self.servers: list[KubeApiServer] = []
         self.controllers: list[Controller] = []
         self.runtimes: dict[str, NodeRuntime] = {}
+        self._undo = Undo()
 
     @property
     def kubeconfig(self) -> Path:
         return self.lab.state.dir / "kubeconfig"
 
+    def steps(self) -> list[Step]:
+        return [
+            Step("api-host", "served the API on loopback", self._serve_host),
+            Step("api-vpc", f"served the API at {CLOUD_ENDPOINT_IP}:{KUBE_API_PORT}",
+                 self._serve_vpc),
+            Step("kubeconfig", "wrote the kubeconfig", self._write_kubeconfig),
+            Step("nodes", "registered the nodes", self._register_nodes),
+            Step("runtimes", "started the node runtimes", self._start_runtimes),
+            Step("controllers", "started the controllers", self._start_controllers),
+            Step("watch", "fed the store's changes to the controllers",
+                 lambda: self.store.subscribe(self._fan_out)),
+            Step("state", "recorded the API in the lab's state", self._record),
+        ]
+
     def start(self) -> ControlPlane:
-        host = KubeApiServer(self.store, "127.0.0.1", 0).start()
-        self.servers = [host, KubeApiServer(self.store, sock=netns.listen(
-            self.lab.state.fabric_netns, CLOUD_ENDPOINT_IP, KUBE_API_PORT)).start()]
-        write_kubeconfig(self.kubeconfig, host.url, name=self.lab.name)
+        with unwound_on_failure(self.stop):
+            for step in self.steps():
+                step.run()
+        return self
+
+    def stop(self) -> None:
+        """Stop everything `start` started, every part even when another fails."""
+        self._undo.close()
+
+    def _serve(self, server: KubeApiServer) -> None:
+        self.servers.append(server.start())
+        self._undo.push(f"stop the API server at {server.url}", server.stop)
+
+    def _serve_host(self) -> None:
+        self._serve(KubeApiServer(self.store, "127.0.0.1", 0, tokens=self.access.tokens,
+                                  tls=self._tls))
+
+    def _serve_vpc(self) -> None:
+        sock = netns.listen(self.lab.state.fabric_netns, CLOUD_ENDPOINT_IP, KUBE_API_PORT)
+        self._serve(KubeApiServer(self.store, sock=sock, tokens=self.access.tokens,
+                                  tls=self._tls))
+
+    def _write_kubeconfig(self) -> None:
+        write_kubeconfig(self.kubeconfig, self.servers[0].url, name=self.lab.state.name,
+                         token=self.access.user_token, ca=self.access.cert.ca_pem)
+        self._undo.push("remove the kubeconfig", lambda: self.kubeconfig.unlink(missing_ok=True))
+
+    def _register_nodes(self) -> None:
         for node in self.lab.state.nodes:
             # Pods the node's ENIs can hold, as its agent reports: the scheduler reads it
             # from the Node, as kube-scheduler reads allocatable pods.
             capacity = int(protocol.call(node.agent_socket, "info")["capacity"])
             self.store.create("nodes", node_object(node.name, node.primary_ip, node.zone,
                                                    node.instance_type, capacity))
-        self.runtimes = {n.name: NodeRuntime(self.lab, self.store, n.name).start()
-                         for n in self.lab.state.nodes}
-        self.controllers = [
-            Scheduler(self.store).start(),
-            EndpointsController(self.store).start(),
-            StatefulSetController(self.store).start(),
-            DeploymentController(self.store).start(),
-            ServiceProxy(self.store, self.proxy_mode,
-                         [n.netns for n in self.lab.state.nodes]).start(),
-            *self.runtimes.values()]
-        self.store.subscribe(self._fan_out)
-        self.lab.state.kubeconfig = str(self.kubeconfig)
-        self.lab.state.kube_api = host.url
-        self.lab.state.save()
-        return self
 
-    def stop(self) -> None:
-        for controller in self.controllers:
-            controller.stop()
-        for server in self.servers:
-            server.stop()
+    def _run(self, controller: Controller) -> None:
+        self.controllers.append(controller.start())
+        self._undo.push(f"stop {controller.name}", controller.stop)
+
+    def _start_runtimes(self) -> None:
+        for node in self.lab.state.nodes:
+            self.runtimes[node.name] = NodeRuntime(self.lab, self.store, node.name)
+            self._run(self.runtimes[node.name])
+
+    def _start_controllers(self) -> None:
+        for controller in (
+                Scheduler(self.store), EndpointsController(self.store),
+                StatefulSetController(self.store), DeploymentController(self.store),
+                ServiceProxy(self.store, self.proxy_mode,
+                             [n.netns for n in self.lab.state.nodes])):
+            self._run(controller)
+
+    def _record(self) -> None:
+        self.lab.state.kubeconfig = str(self.kubeconfig)
+        self.lab.state.kube_api = self.servers[0].url
+        self.lab.state.save()
 
     def _fan_out(self, kind: str, resource: str, obj: dict[str, Any]) -> None:
         for controller in self.controllers:

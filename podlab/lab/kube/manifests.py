@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from kubernetes import client
+from kubernetes import config
 from kubernetes.client.exceptions import ApiException
 
 from podlab.kubeapi.errors import ApiError
-from podlab.kubeapi.resources import RESOURCES, Resource, resource_for_kind
+from podlab.kubeapi.kinds import BUILTIN
+from podlab.kubeapi.resources import Resource
 from podlab.kubeapi.store import Store
 from podlab.lab.errors import LabError
 
@@ -49,10 +50,10 @@ def load_documents(text: str, source: str) -> list[dict[str, Any]]:
 
 def resource_of(doc: dict[str, Any], where: str) -> Resource:
     try:
-        return resource_for_kind(str(doc["kind"]), str(doc["apiVersion"]))
+        return BUILTIN.for_kind(str(doc["kind"]), str(doc["apiVersion"]))
     except (KeyError, ApiError):
         kinds = sorted({f"{r.kind} ({r.group + '/' if r.group else ''}{r.version})"
-                        for r in RESOURCES.values()})
+                        for r in BUILTIN.resources.values()})
         raise ManifestError(f"{where}: unknown kind {doc['kind']} in {doc['apiVersion']}; "
                             f"the lab serves {', '.join(kinds)}") from None
 
@@ -81,17 +82,21 @@ def validate(docs: list[dict[str, Any]], namespaces: list[str], source: str) -> 
 class LabApi:
     """The lab's API through the official client's generic calls."""
 
-    def __init__(self, url: str) -> None:
-        configuration = client.Configuration()
-        configuration.host = self.url = url
-        self.api = client.ApiClient(configuration)
+    def __init__(self, kubeconfig: str) -> None:
+        """Through the lab's kubeconfig, which carries the user's token."""
+        self.api = config.new_client_from_config(kubeconfig)  # type: ignore[no-untyped-call]
+        self.url: str = self.api.configuration.host
+        # call_api is the client's raw call: it sends only the headers it is given.
+        self.auth = {s["key"]: s["value"] for s in
+                     self.api.configuration.auth_settings().values()
+                     if s["in"] == "header" and s["value"]}
 
     def call(self, method: str, path: str, body: Any = None,
              content_type: str = "application/json") -> dict[str, Any]:
         """One request; a Status answer is raised as the client's ApiException."""
         response = self.api.call_api(method, self.url + path,
                                      {"Content-Type": content_type,
-                                      "Accept": "application/json"}, body=body)
+                                      "Accept": "application/json", **self.auth}, body=body)
         response.read()
         if response.status >= 400:
             raise ApiException(http_resp=response)
@@ -119,7 +124,7 @@ class LabApi:
 
     def pods(self, namespace: str = "default") -> dict[str, dict[str, Any]]:
         """The namespace's pods by name."""
-        return {p["metadata"]["name"]: p for p in self.list(RESOURCES["pods"], namespace)}
+        return {p["metadata"]["name"]: p for p in self.list(BUILTIN.resources["pods"], namespace)}
 
 
 def running(pods: dict[str, dict[str, Any]], names: Iterable[str]) -> bool:

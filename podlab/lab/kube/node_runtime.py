@@ -7,27 +7,42 @@ K8S_POD_INFRA_CONTAINER_ID=…`), serves the pod's container ports from the netn
 agnhost-like `Workload`), and reports podIP, hostIP and phase Running. A pod that is gone
 (or replaced by a pod of the same name) gets CNI DEL and loses its netns.
 
+Failures, as kubelet handles them: a sandbox the CNI could not create (the agent down: ADD
+answers code 11, try again later) is retried with a doubling back-off for as long as the
+pod exists. Every NETWORK_PERIOD the runtime asks the CNI's STATUS, as containerd does for
+kubelet, and sets the Node's Ready condition from it (False, NetworkPluginNotReady, with
+the plugin's message, while the agent is down); and it asks the agent which of its pods
+lost their address behind its back (the `lost` of its info), and recreates those pods'
+sandboxes, with new addresses, as kubelet recreates a dead sandbox.
+
 Container ports: TCP ports serve HTTP (`/hostname`, `/clientip`), TCP ports whose name
 starts with `echo` serve TCP echo, UDP ports serve UDP echo.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Self, cast
 
+from podlab.cni import protocol
 from podlab.cni.protocol import CONF_FILE
+from podlab.controllers import Controller
 from podlab.kubeapi.store import Store, now
+from podlab.lab.backoff import Backoff
 from podlab.lab.cni_runtime import Attachment, CniError, CniRuntime, NetworkList, PluginExec
-from podlab.lab.kube.controller import Controller
+from podlab.lab.kube.host import SandboxHost
 from podlab.lab.workload import Workload
 
-if TYPE_CHECKING:
-    from podlab.lab.lab import Lab
-
+log = logging.getLogger(__name__)
 REFERENCE_PLUGINS = "/usr/lib/cni"  # portmap, bandwidth, tuning for chained conflists
+NETWORK = "network"  # the work queue's key for the node's network check
+NETWORK_PERIOD = 5.0  # seconds, as kubelet's runtime status check
+SANDBOX_BACKOFF = (0.5, 10.0)  # kubelet's is 10 s doubling to 300 s; a lab's is faster
 
 
 @dataclass
@@ -36,6 +51,15 @@ class RunningPod:
     network: NetworkList
     attachment: Attachment
     workload: Workload
+
+
+@dataclass
+class Retry:
+    """A pod whose sandbox could not be created: not tried again before `not_before`."""
+
+    uid: str
+    backoff: Backoff = field(default_factory=lambda: Backoff(*SANDBOX_BACKOFF))
+    not_before: float = 0.0
 
 
 def container_ports(pod: dict[str, Any]) -> dict[str, list[int]]:
@@ -51,7 +75,7 @@ def container_ports(pod: dict[str, Any]) -> dict[str, list[int]]:
 
 
 class NodeRuntime(Controller):
-    def __init__(self, lab: Lab, store: Store, node: str) -> None:
+    def __init__(self, lab: SandboxHost, store: Store, node: str) -> None:
         self.name = f"kubelet-{node}"
         super().__init__(store)
         self.lab, self.node = lab, node
@@ -60,7 +84,16 @@ class NodeRuntime(Controller):
         self.cni = CniRuntime(PluginExec([state.cni_bin_dir, REFERENCE_PLUGINS],
                                          wrap=["ip", "netns", "exec", state.netns]))
         self.conf = Path(state.cni_conf_dir) / CONF_FILE
-        self.running: dict[tuple[str, str], RunningPod] = {}  # written by the worker only
+        # written by the worker only
+        self.running: dict[tuple[str, str], RunningPod] = {}
+        self.retries: dict[tuple[str, str], Retry] = {}
+        self.broken: dict[tuple[str, str], str] = {}  # sandboxes to recreate, and why
+        self.restarts: dict[tuple[str, str], int] = {}  # sandboxes recreated per pod
+
+    def start(self) -> Self:
+        super().start()
+        self.queue.add(NETWORK)
+        return self
 
     def stop(self) -> None:
         """Stop the worker, then the pods' servers; the lab's teardown removes the rest."""
@@ -79,20 +112,36 @@ class NodeRuntime(Controller):
     # -- reconcile one pod --------------------------------------------------------------
 
     def sync(self, key: Hashable) -> None:
+        if key == NETWORK:
+            try:
+                self._check_network()
+            finally:
+                self.queue.add(NETWORK, delay=NETWORK_PERIOD)
+            return
         namespace, name = cast(tuple[str, str], key)
         pod = self.get("pods", namespace, name)
         if pod is not None and pod["spec"].get("nodeName") != self.node:
             pod = None  # not (or no longer) this node's
         have = self.running.get((namespace, name))
-        if have is not None and (pod is None or pod["metadata"]["uid"] != have.uid):
+        if have is not None and (pod is None or pod["metadata"]["uid"] != have.uid
+                                 or (namespace, name) in self.broken):
             self._kill(namespace, name, have)
             have = None
-        if pod is not None and have is None:
-            self._run(pod)
+        if pod is None:
+            for pods in (self.retries, self.broken, self.restarts):
+                pods.pop((namespace, name), None)
+        elif have is None:
+            retry = self.retries.get((namespace, name))
+            wait = retry.not_before - time.monotonic() if retry else 0.0
+            if retry is not None and retry.uid == pod["metadata"]["uid"] and wait > 0:
+                self.queue.add(key, delay=wait)  # an update of the pod is no reason to rush
+            else:
+                self._run(pod)
 
     def _run(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
         namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        key = (namespace, name)
         sandbox = self.lab.add_pod(namespace, name, self.node)
         attachment = Attachment(
             uid, f"/run/netns/{sandbox.netns}", "eth0",
@@ -103,16 +152,80 @@ class NodeRuntime(Controller):
             result = self.cni.add(network, attachment)
             workload = Workload(name, netns=sandbox.netns, **container_ports(pod)).start()
         except (CniError, OSError) as e:
-            self._forget(network, attachment, namespace, name)
+            with contextlib.suppress(CniError):  # best effort: the agent may be down
+                self._forget(network, attachment, namespace, name)
             self._set_status(pod, {"phase": "Pending", "conditions": [
                 {"type": "PodScheduled", "status": "True"},
                 {"type": "Ready", "status": "False", "reason": "FailedCreatePodSandBox",
                  "message": str(e)[:500]}]})
-            raise
-        self.running[(namespace, name)] = RunningPod(uid, network, attachment, workload)
+            retry = self.retries.get(key)
+            if retry is None or retry.uid != uid:
+                retry = self.retries[key] = Retry(uid)
+            delay = retry.backoff.next()
+            retry.not_before = time.monotonic() + delay
+            self.queue.add(key, delay=delay)
+            log.warning("%s: sandbox of %s/%s failed, again in %.1fs: %s", self.name,
+                        namespace, name, delay, e)
+            return
+        self.retries.pop(key, None)
+        self.running[key] = RunningPod(uid, network, attachment, workload)
         ips = [str(ip["address"]).split("/")[0] for ip in result.get("ips", [])]
-        self.lab.set_pod_ip(namespace, name, ips[0] if ips else "")
-        self._set_status(pod, running_status(pod, ips, self.host_ip))
+        restarts = self.restarts.get(key, 0)
+        if key in self.broken:
+            sandbox.last_problem = self.broken.pop(key)
+        sandbox.health, sandbox.sandbox_restarts = "Running", restarts
+        self.lab.set_pod_ip(namespace, name, ips[0] if ips else "")  # saves the state
+        self._set_status(pod, running_status(pod, ips, self.host_ip, restarts))
+
+    # -- the node's network, as the CNI and the agent report it ------------------------
+
+    def _check_network(self) -> None:
+        """CNI STATUS sets the Node's Ready condition; a ready agent names the pods whose
+        address the cloud took, whose sandboxes are then recreated."""
+        try:
+            self.cni.status(NetworkList.load(self.conf))
+        except CniError as e:
+            self._set_node_ready(f"Network plugin returns error: {e.msg}: "
+                                 f"{(e.output or {}).get('details', '')}".rstrip(": "))
+            return
+        except OSError as e:
+            self._set_node_ready(f"no CNI configuration: {e}")
+            return
+        self._set_node_ready(None)
+        try:
+            lost = protocol.call(self.lab.state.node(self.node).agent_socket, "info",
+                                 timeout=10).get("lost", [])
+        except (protocol.AgentUnavailable, protocol.AgentError):
+            return  # down since STATUS: the next check tells
+        for row in lost:
+            key = cast(tuple[str, str], tuple(str(row["pod"]).split("/", 1)))
+            if key in self.running and key not in self.broken:
+                self.broken[key] = (f"address {row['address']} gone from the cloud "
+                                    f"(ENI {row['eni_id']})")
+                self.restarts[key] = self.restarts.get(key, 0) + 1
+                state = self.lab.state.pod(*key)
+                state.health, state.last_problem = "AddressLost", self.broken[key]
+                self.lab.state.save()
+                self.queue.add(key)
+
+    def _set_node_ready(self, problem: str | None) -> None:
+        """The Node's Ready condition: True, or False with the network's problem; written
+        only when it changes, as kubelet's status updates are."""
+        node = self.get("nodes", None, self.node)
+        if node is None:
+            return
+        ready = ({"type": "Ready", "status": "True", "reason": "KubeletReady",
+                  "message": "kubelet is posting ready status"} if problem is None else
+                 {"type": "Ready", "status": "False", "reason": "NetworkPluginNotReady",
+                  "message": f"container runtime network not ready: {problem}"})
+        conditions = node["status"].get("conditions", [])
+        old: dict[str, Any] = next((c for c in conditions if c["type"] == "Ready"), {})
+        if (old.get("status"), old.get("message")) == (ready["status"], ready["message"]):
+            return
+        ready["lastTransitionTime"] = now()
+        node["status"]["conditions"] = [*(c for c in conditions if c["type"] != "Ready"),
+                                        ready]
+        self.store.update_status("nodes", node)
 
     def _kill(self, namespace: str, name: str, have: RunningPod) -> None:
         del self.running[(namespace, name)]
@@ -134,7 +247,8 @@ class NodeRuntime(Controller):
             self.store.update_status("pods", {**current, "status": status})
 
 
-def running_status(pod: dict[str, Any], ips: list[str], host_ip: str) -> dict[str, Any]:
+def running_status(pod: dict[str, Any], ips: list[str], host_ip: str, restarts: int = 0
+                   ) -> dict[str, Any]:
     started = now()
     ready = [{"type": t, "status": "True", "lastTransitionTime": started}
              for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
@@ -145,6 +259,7 @@ def running_status(pod: dict[str, Any], ips: list[str], host_ip: str) -> dict[st
         "containerStatuses": [
             {"name": c["name"], "image": c.get("image", ""), "imageID": "",
              "containerID": f"podlab://{pod['metadata']['uid']}", "ready": True,
-             "started": True, "restartCount": 0, "state": {"running": {"startedAt": started}}}
+             "started": True, "restartCount": restarts,
+             "state": {"running": {"startedAt": started}}}
             for c in pod["spec"].get("containers", [])],
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from podlab.datapath import Datapath
 from podlab.fakecloud import default_topology
 from podlab.lab import Lab
+from podlab.lab.pytest_plugin import LabFactory
 from tests.e2e.datapath.world import (
     PODS,
     World,
@@ -24,7 +25,7 @@ from tests.e2e.helpers import ip_json, ping
 P1 = PODS[0]
 
 
-def test_connectivity_matrix(lab_factory, dp: Datapath) -> None:  # type: ignore[no-untyped-def]
+def test_connectivity_matrix(lab_factory: LabFactory, dp: Datapath) -> None:
     world = World(lab_factory(default_topology(nodes=3), agents=False), dp)
     for spec in PODS:
         world.add(spec)

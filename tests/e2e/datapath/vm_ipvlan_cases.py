@@ -13,6 +13,7 @@ from podlab.datapath import datapath, kernel_has_ipvlan, select_datapath
 from podlab.datapath.kubeproxy import Backend, KubeProxy, ServicePort
 from podlab.fakecloud import default_topology
 from podlab.lab.kube.probe import probe
+from podlab.lab.pytest_plugin import LabFactory
 from podlab.lab.workload import Workload
 from tests.e2e.datapath.world import (
     PODS,
@@ -35,7 +36,7 @@ def test_ipvlan_is_chosen_where_the_kernel_has_it() -> None:
     assert select_datapath("veth").name == "veth"
 
 
-def test_ipvlan_end_to_end(lab_factory) -> None:  # type: ignore[no-untyped-def]
+def test_ipvlan_end_to_end(lab_factory: LabFactory) -> None:
     lab = lab_factory(default_topology(nodes=3), agents=False)
     world = World(lab, datapath("ipvlan"))
     for spec in PODS:
@@ -58,7 +59,7 @@ def test_ipvlan_end_to_end(lab_factory) -> None:  # type: ignore[no-untyped-def]
     assert {node: node_snapshot(lab, node) for node in pristine} == pristine
 
 
-def test_ipvlan_through_the_agent_and_podlab_cni(lab_factory) -> None:  # type: ignore[no-untyped-def]
+def test_ipvlan_through_the_agent_and_podlab_cni(lab_factory: LabFactory) -> None:
     """The whole path on ipvlan: node agents that chose ipvlan by probing the kernel, pods
     plumbed through podlab-cni, across nodes and from the node, a ClusterIP Service
     reached through the node's kube-proxy rules (veth1); DEL leaves the node clean.

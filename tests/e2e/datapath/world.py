@@ -167,7 +167,7 @@ def assert_result_matches_the_netns(world: World, name: str) -> None:
     assert (iface.name, iface.sandbox) == ("eth0", world.pods[name].sandbox)
     (eth0,) = ip_json(world.lab, target, "addr", "show", "eth0")
     assert eth0["address"] == iface.mac
-    assert [f"{a['local']}/{a['prefixlen']}" for a in eth0["addr_info"]  # type: ignore[attr-defined]
+    assert [f"{a['local']}/{a['prefixlen']}" for a in eth0["addr_info"]
             if a["family"] == "inet"] == [str(ipc.address)]
     (default,) = ip_json(world.lab, target, "route", "show", "default")
     assert default["gateway"] == str(ipc.gateway)

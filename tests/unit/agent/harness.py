@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from podlab.cni.crashpoints import CrashHook, never
 from podlab.cni.identity import Credentials
 from podlab.cni.pool import NodeFacts, Pool
 from podlab.cni.store import Store
+from podlab.fakecloud.metadata import snapshot
 from podlab.fakecloud.topology import Node
 from podlab.fakecloud.wire import Endpoint
 
@@ -48,4 +50,12 @@ def make_pool(endpoint: Endpoint, state: Path, clock: Clock, *, node: str = "n1"
     facts = NodeFacts(n.instance_id, n.instance_type, n.zone, n.vswitch.id,
                       cloud.quotas(n.instance_type))
     return Pool(cfg, cloud, Store(state / "agent.db"), facts, clock=clock, sleep=clock.sleep,
-                crash=crash, workers=workers, seed=0)
+                crash=crash, workers=workers, seed=0, gateways=metadata_gateways(endpoint, n))
+
+
+def metadata_gateways(endpoint: Endpoint, node: Node) -> Callable[[str], str | None]:
+    """What the agent asks metadata: the gateway of an ENI attached to `node`, by MAC."""
+    def gateway(mac: str) -> str | None:
+        eni = snapshot(endpoint.cloud)[node.instance_id]["macs"].get(mac)
+        return None if eni is None else str(eni["gateway"])
+    return gateway

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from podlab.cni.pool import BATCH, CapacityError, PodRef, Pool
+from podlab.cni.pool import BATCH, BusyError, CapacityError, IpState, PodRef, Pool
 from podlab.fakecloud import Topology
 from podlab.fakecloud.faults import FaultRule
 from podlab.fakecloud.mock import mock
@@ -45,6 +46,16 @@ def actions(endpoint: Endpoint) -> Counter[str]:
 
 def mutations(endpoint: Endpoint) -> int:
     return sum(n for a, n in actions(endpoint).items() if not a.startswith("Describe"))
+
+
+def eventually(condition: Callable[[], bool], within: float = 30.0) -> bool:
+    """Poll `condition` (real time, for other threads) until it holds or `within` passes."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def cloud_ips(endpoint: Endpoint, node: str = "n1") -> set[str]:
@@ -217,7 +228,7 @@ def test_gc_releases_pods_that_are_gone(cloud: Endpoint, tmp_path: Path, clock: 
     for pod in ("default/a", "default/b", "default/c"):
         pool.alloc(PodRef(pod))
     assert pool.gc(["default/b"]) == ["default/a", "default/c"]
-    assert [r.pod for r in pool.store.ips("used")] == ["default/b"]
+    assert [r.pod for r in pool.store.ips(IpState.USED)] == ["default/b"]
 
 
 def test_exclusive_mode_gives_each_pod_a_whole_eni(cloud: Endpoint, tmp_path: Path,
@@ -256,3 +267,75 @@ def test_restart_keeps_pods_and_adopts_what_the_cloud_holds(cloud: Endpoint, tmp
     assert counts["adopted_ips"] == 2
     assert {p: again.store.held_by(p).address for p in held} == held  # type: ignore[union-attr]
     assert set(extra) <= {r.address for r in again.idle()}
+
+
+def test_alloc_timeout_runs_on_the_pools_clock(cloud: Endpoint, tmp_path: Path,
+                                               clock: Clock) -> None:
+    """A pod waiting on a stuck filler gives up when the pool's clock passes its deadline:
+    an hour here, which only the test's clock can make pass within the test."""
+    pool = make_pool(cloud, tmp_path, clock, min_pool_size=0, max_pool_size=0)
+    sdk = pool.cloud.ecs
+    create = sdk.create_network_interface
+    inside, unblock = threading.Event(), threading.Event()
+
+    def stuck(request: object) -> object:
+        inside.set()
+        unblock.wait(60)
+        return create(request)
+
+    sdk.create_network_interface = stuck
+    filler = threading.Thread(target=pool.alloc, args=(PodRef("default/first"),), daemon=True)
+    filler.start()
+    assert inside.wait(30), "the first pod's fill reached the cloud"
+    failed: list[BusyError] = []
+
+    def waiter() -> None:
+        try:
+            pool.alloc(PodRef("default/second"), timeout=3600)
+        except BusyError as e:
+            failed.append(e)
+
+    second = threading.Thread(target=waiter, daemon=True)
+    second.start()
+    assert eventually(lambda: pool.info()["demand"] == 2), "both pods wait"
+    clock.now += 3601
+    gave_up = eventually(lambda: not second.is_alive())
+    unblock.set()
+    filler.join(30)
+    assert gave_up, "the waiter timed out on the pool's clock"
+    assert failed
+    assert "within 3600s" in str(failed[0])
+    assert pool.lease_of("default/first") is not None
+
+
+def test_a_reconcile_round_describes_the_cloud_once(cloud: Endpoint, tmp_path: Path,
+                                                    clock: Clock) -> None:
+    pool = make_pool(cloud, tmp_path, clock)
+    for i in range(15):  # two ENIs
+        pool.alloc(PodRef(f"default/p{i}"))
+    extra = cloud.cloud.assign_ips(pool.store.enis()[0].id, 2)  # behind the agent's back
+    stranger = cloud.cloud.create_eni("vsw-a", security_groups=["sg"], secondary_count=2)
+    cloud.cloud.attach_eni(stranger.id, node_of(cloud).instance_id)
+    cloud.calls.clear()
+    counts = pool.reconcile()
+    assert (counts["adopted_ips"], counts["adopted_enis"]) == (2, 1)
+    assert set(extra) | set(stranger.ips) <= {r.address for r in pool.idle()}
+    describes = Counter(c.action for c in cloud.calls if c.action.startswith("Describe"))
+    # one snapshot: the ENIs attached to the instance, the ENIs tagged for it
+    assert describes == {"DescribeNetworkInterfaces": 2}
+
+
+def test_a_lease_carries_the_gateway_metadata_gives(cloud: Endpoint, tmp_path: Path,
+                                                    clock: Clock) -> None:
+    """As Terway: the gateway is read from metadata, not recomputed; and an ENI the API
+    shows InUse is not used until metadata shows it too (metadata lags the API)."""
+    pool = make_pool(cloud, tmp_path, clock, min_pool_size=1, max_pool_size=2)
+    told: dict[str, str | None] = {"gateway": None}
+    pool.gateways = lambda mac: told["gateway"]
+    pool.warm_up()  # metadata never shows the ENI within the attach timeout
+    assert not pool.idle()
+    assert actions(cloud)["AttachNetworkInterface"] == 1
+    told["gateway"] = "10.0.0.1"  # not Alibaba's .253: the lease must say what metadata said
+    pool.reconcile()
+    lease = pool.alloc(PodRef("default/a"), timeout=5)
+    assert lease.gateway == "10.0.0.1"

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
 from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_tea_openapi.models import Config
+from alibabacloud_tea_openapi.utils import Utils
 from alibabacloud_vpc20160428.client import Client as VpcClient
 
 REGION = "cn-hangzhou"
@@ -18,9 +23,24 @@ def config(endpoint: str | None = None, secret: str = "podlab-secret",
                   region_id=REGION, protocol="http", signature_algorithm=algorithm)
 
 
-def ecs(**kwargs: str | None) -> EcsClient:
-    return EcsClient(config(**kwargs))  # type: ignore[arg-type]
+def ecs(endpoint: str | None = None, secret: str = "podlab-secret", key: str = "podlab",
+        algorithm: str | None = None) -> EcsClient:
+    return EcsClient(config(endpoint, secret, key, algorithm))
 
 
-def vpc(**kwargs: str | None) -> VpcClient:
-    return VpcClient(config(**kwargs))  # type: ignore[arg-type]
+def vpc(endpoint: str | None = None, secret: str = "podlab-secret", key: str = "podlab",
+        algorithm: str | None = None) -> VpcClient:
+    return VpcClient(config(endpoint, secret, key, algorithm))
+
+
+def rpc_query(action: str, version: str, params: dict[str, str], *,
+              timestamp: str | None = None, nonce: str | None = None) -> str:
+    """A query string signed the RPC way (signature v1), fresh unless told otherwise: what
+    the old SDK sends, for tests that shape a request by hand."""
+    query = {"Action": action, "Version": version, "Format": "JSON", "AccessKeyId": "podlab",
+             "SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0",
+             "SignatureNonce": nonce or uuid.uuid4().hex,
+             "Timestamp": timestamp or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             **params}
+    query["Signature"] = Utils.get_rpcsignature(query, "POST", "podlab-secret")
+    return urlencode(query)

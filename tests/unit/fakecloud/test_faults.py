@@ -93,7 +93,7 @@ def test_throttling_is_a_token_bucket_with_retry_after(clock: Clock) -> None:
     endpoint = Endpoint(Cloud(default_topology(), clock=clock))
     endpoint.faults.set({"throttles": [{"action": "DescribeInstanceTypes", "rate": 2,
                                         "burst": 2, "code": "Throttling.User"}]})
-    server = cloud_server(endpoint).start()
+    server = cloud_server(endpoint, admin_token="t").start()
     try:
         host = server.url.removeprefix("http://")
         codes = []
@@ -110,7 +110,7 @@ def test_throttling_is_a_token_bucket_with_retry_after(clock: Clock) -> None:
         ecs(endpoint=host).describe_instance_types(m.DescribeInstanceTypesRequest())
         posted = urllib.request.urlopen(urllib.request.Request(
             f"{server.url}/_podlab/faults", data=json.dumps({"rules": []}).encode(),
-            method="POST"))
+            method="POST", headers={"Authorization": "Bearer t"}))
         assert json.load(posted) == {"rules": [], "throttles": []}
     finally:
         server.stop()

@@ -10,7 +10,7 @@ import pytest
 from alibabacloud_ecs20140526 import models as ecs_models
 from alibabacloud_vpc20160428 import models as vpc_models
 
-from podlab.fakecloud import Cloud, Endpoint, default_topology, mock
+from podlab.fakecloud import SECURITY_GROUP_ID, Cloud, Endpoint, default_topology, mock
 from podlab.fakecloud.server import cloud_server
 from tests.unit.fakecloud.sdk import ENDPOINT, REGION, ecs, vpc
 
@@ -137,6 +137,14 @@ def test_instances_types_and_vpcs(cloud: Endpoint) -> None:
         region_id=REGION, instance_ids=ids)).body.instances.instance
     assert [(i.instance_name, i.status, i.instance_type) for i in inst] == [
         ("n1", "Running", "ecs.g7.large")]
+    (n,) = inst
+    assert n.security_group_ids.security_group_id == [SECURITY_GROUP_ID]
+    assert (n.instance_type_family, n.cpu, n.memory, n.host_name) == ("ecs.g7", 2, 8192, "n1")
+    assert n.vpc_attributes.private_ip_address.ip_address == [
+        n.network_interfaces.network_interface[0].primary_ip_address]
+    (primary,) = n.network_interfaces.network_interface
+    assert [(s.private_ip_address, s.primary) for s in primary.private_ip_sets.private_ip_set] \
+        == [(primary.primary_ip_address, True)]
     types = ecs().describe_instance_types(ecs_models.DescribeInstanceTypesRequest(
         instance_types=["ecs.g7.large"])).body.instance_types.instance_type
     assert [(t.eni_quantity, t.eni_private_ip_address_quantity) for t in types] == [(3, 6)]

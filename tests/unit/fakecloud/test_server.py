@@ -7,8 +7,10 @@ import select
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from alibabacloud_ecs20140526 import models as m
@@ -16,6 +18,13 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 from alibabacloud_vpc20160428 import models as vm
 
 from tests.unit.fakecloud.sdk import REGION, ecs, vpc
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+def admin(url: str, token: str = ADMIN_TOKEN) -> object:
+    return json.load(urllib.request.urlopen(urllib.request.Request(
+        url, headers={"Authorization": f"Bearer {token}"})))
 
 
 def free_port() -> int:
@@ -28,7 +37,8 @@ def free_port() -> int:
 def served() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "podlab", "fakecloud", "serve", "--port",
-                             str(port)], stderr=subprocess.PIPE, text=True)
+                             str(port), "--admin-token", ADMIN_TOKEN], stderr=subprocess.PIPE,
+                            text=True)
     assert proc.stderr is not None
     ready, _, _ = select.select([proc.stderr], [], [], 30)
     assert ready
@@ -60,10 +70,16 @@ def test_a_script_with_only_the_sdk_runs_the_whole_story(served: str) -> None:
             secondary_private_ip_address_count=1))
     assert info.value.code == "InvalidOperation.Ipv4CountExceeded"
 
-    state = json.load(urllib.request.urlopen(f"http://{served}/_podlab/state"))
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(f"http://{served}/_podlab/state")
+    assert anonymous.value.code == 401
+    with pytest.raises(urllib.error.HTTPError) as guessed:
+        admin(f"http://{served}/_podlab/state", token="guess")
+    assert guessed.value.code == 401
+    state: Any = admin(f"http://{served}/_podlab/state")
     mine = next(e for e in state["enis"] if e["NetworkInterfaceId"] == eni.network_interface_id)
     assert (mine["Status"], len(mine["PrivateIpSets"]["PrivateIpSet"])) == ("InUse", 6)
-    calls = json.load(urllib.request.urlopen(f"http://{served}/_podlab/calls"))
+    calls: Any = admin(f"http://{served}/_podlab/calls")
     assert [c["code"] for c in calls][-1] == "InvalidOperation.Ipv4CountExceeded"
 
     with pytest.raises(ClientException) as refused:

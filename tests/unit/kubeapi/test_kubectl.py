@@ -1,8 +1,9 @@
-"""kubectl 1.32 against the in-memory API: apply, get (server-side tables), delete, and
-validation errors, with a kubeconfig from `write_kubeconfig`."""
+"""kubectl 1.32 against the in-memory API: apply, get (server-side tables), describe,
+delete, and validation errors, with a kubeconfig from `write_kubeconfig`."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from podlab.kubeapi.kubeconfig import write_kubeconfig
 from podlab.kubeapi.server import KubeApiServer
 from podlab.kubeapi.store import Store
+from tests.unit.kubeapi.widgets import KINDS
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None,
                                 reason="kubectl is not installed on this machine")
@@ -110,12 +112,19 @@ class Kubectl:
         return done
 
 
+@contextlib.contextmanager
+def serving(store: Store, home: Path) -> Iterator[Kubectl]:
+    server = KubeApiServer(store).start()
+    try:
+        yield Kubectl(write_kubeconfig(home / "kubeconfig", server.url), home)
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def kubectl(store: Store, tmp_path: Path) -> Iterator[Kubectl]:
-    server = KubeApiServer(store).start()
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.url)
-    yield Kubectl(kubeconfig, tmp_path)
-    server.stop()
+    with serving(store, tmp_path) as run:
+        yield run
 
 
 @pytest.fixture
@@ -200,3 +209,76 @@ def test_invalid_manifest_is_refused_with_the_field_path(kubectl: Kubectl,
     missing = kubectl("get", "pod", "nope", check=False)
     assert missing.returncode != 0
     assert 'pods "nope" not found' in missing.stderr
+
+
+BAD_POLICY = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: bad
+spec:
+  podSelector: {}
+  egress:
+  - to:
+    - ipBlock: {cidr: 10.0.0.0/16, except: [10.1.0.0/24]}
+      podSelector: {}
+    ports:
+    - {port: 8080, endPort: 80}
+"""
+
+
+def test_network_policies_get_describe_and_refusals(kubectl: Kubectl, manifest: Path,
+                                                    tmp_path: Path) -> None:
+    kubectl("apply", "-f", str(manifest))
+    listed = kubectl("get", "networkpolicy", "-n", "lab").stdout
+    assert listed.split("\n", 1)[0].split() == ["NAME", "POD-SELECTOR", "AGE"]
+    assert [(r["NAME"], r["POD-SELECTOR"]) for r in table(listed)] == [("web-allow", "app=web")]
+    described = kubectl("describe", "networkpolicy", "web-allow", "-n", "lab").stdout
+    for line in ("PodSelector:     app=web", "To Port: 80/TCP", "Policy Types: Ingress"):
+        assert line in described  # the defaults (protocol, policy types) as kubectl reads them
+    assert MANIFEST.endswith("    - port: 80\n")  # the policy's port, last
+    manifest.write_text(MANIFEST + "      endPort: 90\n")
+    assert "networkpolicy.networking.k8s.io/web-allow configured" in kubectl(
+        "apply", "-f", str(manifest)).stdout
+    assert "To Port Range: 80-90/TCP" in kubectl("describe", "netpol", "web-allow", "-n",
+                                                 "lab").stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_POLICY)
+    done = kubectl("apply", "-f", str(bad), check=False)
+    assert done.returncode != 0
+    for cause in ("spec.egress[0].to[0]: Forbidden: may not specify both ipBlock and another peer",
+                  'spec.egress[0].to[0].ipBlock.except[0]: Invalid value: "10.1.0.0/24": must be '
+                  "a strict subset of `cidr`",
+                  "spec.egress[0].ports[0].endPort: Invalid value: 80: must be greater than or "
+                  "equal to `port`"):
+        assert cause in done.stderr
+
+
+WIDGET = """\
+apiVersion: example.podlab.dev/v1
+kind: Widget
+metadata:
+  name: blue
+spec:
+  color: blue
+  size: 3
+"""
+
+
+def test_a_kind_added_as_one_module_is_served_to_kubectl(tmp_path: Path) -> None:
+    store = Store(kinds=KINDS)
+    path = tmp_path / "widget.yaml"
+    path.write_text(WIDGET)
+    with serving(store, tmp_path) as kubectl:
+        assert kubectl("apply", "-f", str(path)).stdout.strip() == \
+            "widget.example.podlab.dev/blue created"
+        assert kubectl("apply", "-f", str(path)).stdout.strip() == \
+            "widget.example.podlab.dev/blue unchanged"
+        path.write_text(WIDGET.replace("name: blue", "name: red").replace("blue", "red")
+                        .replace("size: 3\n", ""))
+        kubectl("apply", "-f", str(path))
+        wide = table(kubectl("get", "widgets", "-o", "wide").stdout)
+        blue = table(kubectl("get", "wd", "--field-selector", "spec.color=blue").stdout)
+    assert [(r["NAME"], r["SIZE"], r["COLOR"]) for r in wide] == [
+        ("blue", "3", "blue"), ("red", "1", "red")]  # red's size is the kind's default
+    assert [r["NAME"] for r in blue] == ["blue"]

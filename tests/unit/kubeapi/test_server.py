@@ -17,9 +17,11 @@ from podlab.kubeapi.kubeconfig import write_kubeconfig
 from podlab.kubeapi.server import KubeApiServer
 from podlab.kubeapi.store import Store
 from tests.unit.kubeapi.objects import pod, service
+from tests.unit.kubeapi.wire import request, watch_lines
 
 kubernetes = pytest.importorskip("kubernetes", reason="the official client is not installed")
-from kubernetes import client, config, watch  # noqa: E402
+from kubernetes import client, config  # noqa: E402
+from kubernetes.watch import Watch  # noqa: E402
 
 
 @pytest.fixture
@@ -35,35 +37,6 @@ def v1(server: KubeApiServer) -> Iterator[Any]:
     config.host = server.url
     with client.ApiClient(config) as api:
         yield client.CoreV1Api(api)
-
-
-def request(server: KubeApiServer, method: str, path: str, body: Any = None,
-            headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    url = urlsplit(server.url)
-    conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
-    try:
-        data = None if body is None else json.dumps(body).encode()
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json",
-                                                       **(headers or {})})
-        resp = conn.getresponse()
-        raw = resp.read()
-        return resp.status, json.loads(raw) if raw.strip() else None
-    finally:
-        conn.close()
-
-
-def watch_lines(server: KubeApiServer, path: str) -> list[dict[str, Any]]:
-    """A whole watch response (the path must carry timeoutSeconds), one event per line."""
-    url = urlsplit(server.url)
-    conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        assert resp.status == 200
-        assert resp.getheader("Transfer-Encoding") == "chunked"
-        return [json.loads(line) for line in resp.read().splitlines() if line.strip()]
-    finally:
-        conn.close()
 
 
 def new_pod(name: str, labels: dict[str, str] | None = None) -> Any:
@@ -93,7 +66,7 @@ def test_create_and_list_with_a_label_selector(v1: Any) -> None:
 
 def test_watch_sees_added_then_modified(v1: Any, store: Store) -> None:
     v1.create_namespaced_pod("default", new_pod("web-1"))
-    w = watch.Watch()
+    w = Watch()
     seen = []
     for event in w.stream(v1.list_namespaced_pod, "default", timeout_seconds=10):
         seen.append((event["type"], event["object"].status.pod_ip))
@@ -117,7 +90,7 @@ def test_errors_are_status_objects(v1: Any, call: Any, code: int, reason: str) -
     with pytest.raises(client.ApiException) as err:
         call(v1)
     assert err.value.status == code
-    status = json.loads(err.value.body)
+    status = json.loads(err.value.body or "")
     assert (status["kind"], status["code"], status["reason"]) == ("Status", code, reason)
     if code == 422:
         assert status["details"]["causes"][0]["field"] == "metadata.name"
@@ -270,7 +243,8 @@ def test_stop_ends_open_watches(store: Store) -> None:
 def test_kubeconfig_works_for_the_official_client(server: KubeApiServer,
                                                    tmp_path: Path) -> None:
     path = write_kubeconfig(tmp_path / "kube" / "config", server.url, name="lab-1")
-    api = config.new_client_from_config(config_file=str(path))
+    api = config.new_client_from_config(config_file=str(path))  # type: ignore[no-untyped-call]
     with api:
-        names = [n.metadata.name for n in client.CoreV1Api(api).list_namespace().items]
+        names = [n.metadata and n.metadata.name
+                 for n in client.CoreV1Api(api).list_namespace().items]
     assert names == ["default", "kube-system"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from podlab.kubeapi.kinds import BUILTIN
 from podlab.kubeapi.tables import human_duration, table
 
 
@@ -15,8 +18,8 @@ def test_human_duration(seconds: int, shown: str) -> None:
     assert human_duration(seconds) == shown
 
 
-def cells(resource: str, obj: dict[str, object]) -> dict[str, object]:
-    found = table(resource, [obj], include_object="None")
+def cells(resource: str, obj: dict[str, Any]) -> dict[str, object]:
+    found = table(BUILTIN.strategy(resource).columns, [obj], include_object="None")
     assert "object" not in found["rows"][0]
     return dict(zip([c["name"] for c in found["columnDefinitions"]], found["rows"][0]["cells"],
                     strict=True))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, cast
 
-from podlab.lab.kube.controller import Controller
+from podlab.controllers.controller import Controller
 
 SLICE_SUFFIX = "-podlab"  # one slice per Service: the lab never reaches 100 endpoints
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"

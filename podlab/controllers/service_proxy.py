@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+from podlab.controllers.controller import Controller
+from podlab.controllers.endpoints import SERVICE_NAME_LABEL
 from podlab.datapath.kubeproxy import Backend, KubeProxy, ServicePort
 from podlab.kubeapi.store import Store
-from podlab.lab.kube.controller import Controller
-from podlab.lab.kube.endpoints import SERVICE_NAME_LABEL
 
 SYNC = "sync"
 

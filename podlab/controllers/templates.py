@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from podlab.lab.kube.controller import Controller
+from podlab.controllers.controller import Controller
 
 
 class WorkloadController(Controller):

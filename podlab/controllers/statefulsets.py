@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, cast
 
-from podlab.lab.kube.endpoints import ready
-from podlab.lab.kube.templates import WorkloadController, owned_pod
+from podlab.controllers.endpoints import ready
+from podlab.controllers.templates import WorkloadController, owned_pod
 
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"

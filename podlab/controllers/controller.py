@@ -1,4 +1,4 @@
-"""What every controller of the lab shares: a work queue of keys, level-triggered
+"""What every controller shares: a work queue of keys, level-triggered
 reconciles, and the two store reads that treat "not found" as an answer."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, Self
 
+from podlab.controllers.workqueue import WorkQueue
 from podlab.kubeapi.errors import ApiError
 from podlab.kubeapi.store import Store
-from podlab.lab.kube.workqueue import WorkQueue
 
 
 class Controller:

@@ -13,9 +13,9 @@ import secrets
 from collections.abc import Hashable
 from typing import Any, cast
 
+from podlab.controllers.endpoints import ready
+from podlab.controllers.templates import WorkloadController, owned_pod
 from podlab.kubeapi.errors import ApiError
-from podlab.lab.kube.endpoints import ready
-from podlab.lab.kube.templates import WorkloadController, owned_pod
 
 HASH_LABEL = "pod-template-hash"
 # The alphabet Kubernetes draws generated name suffixes from: no vowels, no look-alikes.

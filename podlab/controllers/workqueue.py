@@ -1,4 +1,4 @@
-"""client-go's workqueue, reduced to what the lab's controllers need: keys, deduplicated
+"""client-go's workqueue, reduced to what these controllers need: keys, deduplicated
 while waiting, handled by one worker thread each, retried with a delay on failure.
 
 A controller is level-triggered: it is told *which* object changed, reads the current
@@ -24,7 +24,7 @@ class WorkQueue:
         self._cond = threading.Condition()
         self._waiting: dict[Hashable, float] = {}  # key -> not before (monotonic)
         self._busy: set[Hashable] = set()
-        self._again: set[Hashable] = set()  # changed while being handled
+        self._again: dict[Hashable, float] = {}  # added while being handled: not before
         self._failures: dict[Hashable, int] = {}
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=f"ctrl-{name}", daemon=True)
@@ -41,11 +41,9 @@ class WorkQueue:
 
     def add(self, key: Hashable, delay: float = 0.0) -> None:
         with self._cond:
-            if key in self._busy:
-                self._again.add(key)
-                return
             due = time.monotonic() + delay
-            self._waiting[key] = min(due, self._waiting.get(key, due))
+            waiting = self._again if key in self._busy else self._waiting
+            waiting[key] = min(due, waiting.get(key, due))
             self._cond.notify_all()
 
     def _next(self) -> Hashable | None:
@@ -77,6 +75,6 @@ class WorkQueue:
                     self._failures[key] = tries
                     self._waiting[key] = time.monotonic() + RETRY_DELAY
                 elif key in self._again:
-                    self._waiting[key] = time.monotonic()
-                self._again.discard(key)
+                    self._waiting[key] = self._again[key]
+                self._again.pop(key, None)
                 self._cond.notify_all()

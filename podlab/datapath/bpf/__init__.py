@@ -1,0 +1,46 @@
+"""eBPF Service load balancing: tc programs on a pod's own interface, socket hooks for a
+node's own netns, their maps pinned in the lab's bpffs. See docs/ebpf.md.
+
+    bpffs.mount(path)                     once per lab (idempotent); bpffs.unmount(path) on down
+    progs = Programs.load(pin_dir)        once per node: compile (cached), load or adopt pins
+    progs.attach(netns, ifname)           per pod (ADD); detach (DEL); attached (CHECK)
+    progs.attach_sockets(); progs.serve_netns(node_netns)    once per node
+    maps = ServiceMaps(pin_dir); maps.sync(services)         on every watch event
+    Conntrack(pin_dir).connections() / .gc() / .set_timeouts(); counters(pin_dir)
+"""
+
+from podlab.datapath.bpf import bpffs
+from podlab.datapath.bpf.build import BuildError
+from podlab.datapath.bpf.conntrack import Connection, Conntrack, Timeouts, counters
+from podlab.datapath.bpf.libbpf import BpfError
+from podlab.datapath.bpf.maps import MapFull
+from podlab.datapath.bpf.programs import Programs, netns_cookie
+from podlab.datapath.bpf.services import (
+    Backend,
+    Frontend,
+    Programmed,
+    Service,
+    ServiceMaps,
+    ServicePort,
+    SyncStats,
+)
+
+__all__ = [
+    "Backend",
+    "BpfError",
+    "BuildError",
+    "Connection",
+    "Conntrack",
+    "Frontend",
+    "MapFull",
+    "Programmed",
+    "Programs",
+    "Service",
+    "ServiceMaps",
+    "ServicePort",
+    "SyncStats",
+    "Timeouts",
+    "bpffs",
+    "counters",
+    "netns_cookie",
+]

@@ -1,0 +1,104 @@
+"""The programs' conntrack as Python sees it: timeouts, a listing, and garbage collection.
+
+Entries carry an expiry on the programs' clock (bpf_ktime_get_ns, i.e. CLOCK_MONOTONIC);
+the programs treat an expired entry as absent, so a reused 4-tuple picks a backend afresh
+whether or not gc() has run. gc() only returns the space (the map is an LRU besides).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from podlab.datapath.bpf import libbpf
+from podlab.datapath.bpf.maps import Map, PerCpuArray
+from podlab.datapath.bpf.schemas import (
+    CT_CLOSING,
+    CT_FORWARD,
+    CT_HAIRPIN,
+    PROTOCOL_NAMES,
+    Counter,
+    CtKey,
+    CtValue,
+    LbConfig,
+    unpack_ip,
+    unpack_port,
+)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds an idle entry lives, by state (the defaults are lb.h's)."""
+
+    tcp_syn: int = 60
+    tcp_established: int = 21600
+    tcp_closing: int = 10
+    udp: int = 60
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One translated connection, as `podlab bpf conntrack` shows it."""
+
+    protocol: str
+    client: str        # ip:port
+    service: str       # VIP:port
+    backend: str       # ip:port
+    hairpin: bool
+    closing: bool
+    expires_in: float  # seconds; negative = expired, waiting for gc
+
+
+def _endpoint(ip: int, port: int) -> str:
+    return f"{unpack_ip(ip)}:{unpack_port(port)}"
+
+
+def _map(pin_dir: Path | str, name: str) -> int:
+    return libbpf.obj_get(str(Path(pin_dir) / "maps" / name))
+
+
+class Conntrack:
+    def __init__(self, pin_dir: Path | str) -> None:
+        self.table: Map[CtKey, CtValue] = Map("lb_conntrack", _map(pin_dir, "lb_conntrack"),
+                                              CtKey, CtValue)
+        self.config: Map[ctypes.c_uint32, LbConfig] = Map(
+            "lb_config", _map(pin_dir, "lb_config"), ctypes.c_uint32, LbConfig)
+
+    def close(self) -> None:
+        self.table.close()
+        self.config.close()
+
+    def set_timeouts(self, t: Timeouts) -> None:
+        self.config.put(ctypes.c_uint32(0), LbConfig(
+            tcp_syn_s=t.tcp_syn, tcp_established_s=t.tcp_established,
+            tcp_closing_s=t.tcp_closing, udp_s=t.udp))
+
+    def connections(self) -> list[Connection]:
+        now = time.monotonic_ns()
+        return sorted(
+            (Connection(PROTOCOL_NAMES.get(k.proto, str(k.proto)),
+                        _endpoint(k.saddr, k.sport), _endpoint(k.daddr, k.dport),
+                        _endpoint(v.addr, v.port), bool(v.flags & CT_HAIRPIN),
+                        bool(v.flags & CT_CLOSING), (v.expires_ns - now) / 1e9)
+             for k, v in self.table.items() if k.dir == CT_FORWARD),
+            key=lambda c: (c.service, c.client))
+
+    def gc(self) -> int:
+        """Delete expired entries (both directions); returns how many."""
+        now = time.monotonic_ns()
+        removed = 0
+        for key, value in self.table.items():
+            if value.expires_ns <= now and self.table.delete(key):
+                removed += 1
+        return removed
+
+
+def counters(pin_dir: Path | str) -> dict[str, int]:
+    """The programs' counters (translations, drops by reason), summed over CPUs."""
+    table = PerCpuArray("lb_counters", _map(pin_dir, "lb_counters"))
+    try:
+        return {c.name.lower(): table.sum(c) for c in Counter}
+    finally:
+        table.close()

@@ -1,0 +1,81 @@
+"""The pod spec's defaults and validation, shared by Pods and the pod templates of
+StatefulSets and Deployments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podlab.kubeapi import names
+from podlab.kubeapi.defaults import default_protocols
+from podlab.kubeapi.validation import (
+    Errors,
+    as_dict,
+    as_list,
+    dicts,
+    port_number,
+    protocol,
+    validate_labels,
+)
+
+RESTART_POLICIES = ("Always", "Never", "OnFailure")
+
+
+def default_pod_spec(spec: dict[str, Any]) -> None:
+    for key in ("initContainers", "containers"):
+        for c in spec.get(key) or ():
+            if not isinstance(c, dict):
+                continue
+            default_protocols(c.get("ports"))
+            image = str(c.get("image") or "")
+            tag = image.rsplit("/", 1)[-1].partition("@")[0]
+            latest = ":" not in tag or tag.endswith(":latest")
+            c.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+            c.setdefault("terminationMessagePath", "/dev/termination-log")
+            c.setdefault("terminationMessagePolicy", "File")
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("securityContext", {})
+
+
+def _validate_container(errs: Errors, path: str, container: Any, seen: set[str]) -> None:
+    c = as_dict(container)
+    name = c.get("name")
+    if not name:
+        errs.required(f"{path}.name")
+    elif errs.syntax(f"{path}.name", name, names.dns1123_label):
+        if name in seen:
+            errs.duplicate(f"{path}.name", name)
+        seen.add(name)
+    if not c.get("image"):
+        errs.required(f"{path}.image")
+    port_names: set[str] = set()
+    for i, port in enumerate(dicts(c.get("ports"))):
+        p = f"{path}.ports[{i}]"
+        port_number(errs, f"{p}.containerPort", port.get("containerPort"))
+        port_number(errs, f"{p}.hostPort", port.get("hostPort"), required=False, low=0)
+        protocol(errs, f"{p}.protocol", port.get("protocol"))
+        if (pname := port.get("name")) and errs.syntax(f"{p}.name", pname, names.port_name):
+            if pname in port_names:
+                errs.duplicate(f"{p}.name", pname)
+            port_names.add(pname)
+    for i, env in enumerate(as_list(c.get("env"))):
+        if not as_dict(env).get("name"):
+            errs.required(f"{path}.env[{i}].name")
+
+
+def validate_pod_spec(errs: Errors, path: str, spec: Any) -> None:
+    spec = as_dict(spec)
+    if not as_list(spec.get("containers")):
+        errs.required(f"{path}.containers")
+    seen: set[str] = set()
+    for key in ("initContainers", "containers"):
+        for i, container in enumerate(as_list(spec.get(key))):
+            _validate_container(errs, f"{path}.{key}[{i}]", container, seen)
+    if node := spec.get("nodeName"):
+        errs.syntax(f"{path}.nodeName", node, names.dns1123_subdomain)
+    policy = spec.get("restartPolicy")
+    if policy is not None and policy not in RESTART_POLICIES:
+        errs.unsupported(f"{path}.restartPolicy", policy, RESTART_POLICIES)
+    validate_labels(errs, f"{path}.nodeSelector", spec.get("nodeSelector"))
