@@ -39,6 +39,7 @@ from podlab.cni.pods import (
     tear_down,
 )
 from podlab.cni.pool import BusyError, CapacityError, Lease, NodeFacts, PodRef, Pool
+from podlab.cni.services import NodeServices
 from podlab.cni.store import Store
 from podlab.datapath.model import DatapathError, PodNetwork
 from podlab.datapath.netlink import has_link
@@ -93,6 +94,7 @@ class Agent:
         self.datapath: Datapath | None = None
         self.enis = NodeEnis()
         self.pods: PodWatch | None = None  # the node's pods in the kube API, if configured
+        self.services: NodeServices | None = None  # eBPF Services (service_proxy ebpf)
         self._pods_ready = threading.Event()
         self.server: socketserver.ThreadingUnixStreamServer | None = None
         self._stop = threading.Event()
@@ -125,6 +127,8 @@ class Agent:
         self.pool = Pool(c, cloud, store, node, crash=self.crash, events=self._pool_event,
                          gateways=metadata.eni_gateway)
         self.datapath = node_datapath(c.eni_mode, c.datapath)
+        if c.service_proxy == "ebpf":  # before serving: an ADD attaches the programs
+            self.services = NodeServices.start(c, self.metrics.registry, self.events)
         self.events("datapath", name=self.datapath.name)
         self.metrics.watch(store)
         if c.kube_api:  # its client's import costs ~1 s of CPU: under the cloud calls below
@@ -145,6 +149,8 @@ class Agent:
         self._stop.set()
         if self.pods is not None:
             self.pods.stop()
+        if self.services is not None:
+            self.services.stop()
         if self.server:
             self.server.shutdown()
             self.server.server_close()
@@ -235,7 +241,9 @@ class Agent:
         simple: dict[str, Callable[[], dict[str, Any]]] = {
             "release": lambda: {"released": pool.release(str(request["pod"]),
                                                          request.get("container"))},
-            "info": lambda: {**pool.info(), "datapath": dp.name},
+            "info": lambda: {**pool.info(), "datapath": dp.name,
+                             "service_proxy": self.config.service_proxy,
+                             "services_synced": bool(self.services and self.services.synced)},
             "gc": lambda: {"released": pool.gc(request["pods"])},
             "gc_containers": lambda: {"released": pool.gc_containers(request["containers"])},
         }
@@ -294,7 +302,7 @@ class Agent:
             return lease
         try:
             done = set_up(dp, self._network(lease, request), lease.exclusive,
-                          self.config.service_cidr)
+                          self.config.service_cidr, self.services)
         except (DatapathError, OSError) as e:
             pool.release(lease.pod, str(request.get("container", "")))
             return {"ok": False, "error": "datapath", "message": str(e)}
@@ -308,7 +316,7 @@ class Agent:
         lease = pool.lease_of(pod)
         if lease is not None and request.get("netns"):
             try:
-                tear_down(dp, self._network(lease, request), lease.exclusive)
+                tear_down(dp, self._network(lease, request), lease.exclusive, self.services)
             except (DatapathError, OSError) as e:
                 self.events("teardown_incomplete", pod=pod, error=str(e))
         return {"ok": True, "released": pool.release(pod, container)}
@@ -325,7 +333,9 @@ class Agent:
                     f"{lost[0].address} is gone from the cloud (ENI {lost[0].eni_id})"}
         if lease is None:
             return {"ok": False, "error": "invalid", "message": "the pod holds no address"}
-        problems = dp.check(None, self._network(lease, request))
+        pod = self._network(lease, request)
+        problems = dp.check(None, pod) + (self.services.problems(pod.netns, pod.ifname)
+                                          if self.services else [])
         if problems:
             return {"ok": False, "error": "invalid", "message": "; ".join(problems)}
         return {"ok": True}

@@ -77,6 +77,10 @@ class AgentConfig:
     kube_token_file: Path | None = None
     kube_ca_file: Path | None = None  # the CA of an https kube_api; None: the system's
     service_cidr: str = ""  # ipvlan/exclusive-ENI pods reach it via the node (service_access)
+    # kube-proxy: the node's netfilter serves Services | ebpf: this agent's programs do, on
+    # each pod's eth0 and the node's sockets, with their maps pinned in bpf_pin_dir
+    service_proxy: str = "kube-proxy"
+    bpf_pin_dir: Path | None = None
 
     def kube_token(self) -> str:
         return self.kube_token_file.read_text().strip() if self.kube_token_file else ""
@@ -99,6 +103,11 @@ class AgentConfig:
         if (self.access_key_id is None) != (self.access_key_secret is None):
             raise ConfigError("access_key_id and access_key_secret come together (or neither, "
                               "to use the instance's RAM role)")
+        if self.service_proxy not in ("kube-proxy", "ebpf"):
+            raise ConfigError(f"service_proxy: {self.service_proxy!r} is not kube-proxy or ebpf")
+        if self.service_proxy == "ebpf" and not (self.bpf_pin_dir and self.kube_api):
+            raise ConfigError("service_proxy ebpf needs bpf_pin_dir (in a bpffs) and kube_api "
+                              "(its Services and EndpointSlices)")
         if self.kube_api and not self.node_name:
             raise ConfigError("kube_api needs node_name: the agent watches its node's pods")
         return self
@@ -124,7 +133,8 @@ class AgentConfig:
                     "alloc_timeout"):
             if key in raw:
                 raw[key] = duration(raw[key], key)
-        for key in ("state_dir", "socket", "cni_conf_dir", "kube_token_file", "kube_ca_file"):
+        for key in ("state_dir", "socket", "cni_conf_dir", "kube_token_file", "kube_ca_file",
+                    "bpf_pin_dir"):
             if raw.get(key) is not None:
                 raw[key] = Path(raw[key])
         try:

@@ -20,6 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch import Watch
 
+from podlab.cni.kubeclient import api_client
 from podlab.cni.pool import Pool
 
 RELIST_BACKOFF = 1.0  # seconds between attempts while the API is unreachable
@@ -42,13 +43,7 @@ def _facts(obj: Any) -> Facts:
 class PodWatch:
     def __init__(self, url: str, node: str, pool: Pool, events: Callable[..., None],
                  *, token: str = "", ca_file: Path | None = None) -> None:
-        configuration = client.Configuration()
-        configuration.host = url
-        if token:
-            configuration.api_key = {"authorization": f"Bearer {token}"}
-        if ca_file is not None:
-            configuration.ssl_ca_cert = str(ca_file)
-        self.api = client.CoreV1Api(client.ApiClient(configuration))
+        self.api = client.CoreV1Api(api_client(url, token, ca_file))
         self.node, self.pool, self.events = node, pool, events
         self._stop = threading.Event()
         self._watch: Any = None  # a watch.Watch while one streams

@@ -13,7 +13,7 @@ import struct
 import threading
 import time
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podlab.cni.pool import Lease
 from podlab.datapath import netlink, service_access
@@ -21,6 +21,9 @@ from podlab.datapath.eni import eni_table, prepare_eni
 from podlab.datapath.exclusive_eni import eni_in_pod
 from podlab.datapath.model import DatapathError, EniLink, PodInterfaces, PodNetwork
 from podlab.datapath.registry import Datapath, datapath, select_datapath
+
+if TYPE_CHECKING:
+    from podlab.cni.services import NodeServices
 
 DEVICE_WAIT = 10.0  # seconds a just-attached ENI's device may take to appear
 SIOCGIFHWADDR = 0x8927  # linux/sockios.h
@@ -103,18 +106,30 @@ def _in_pod(netns: str, ifname: str, mac: str) -> bool:
         return eni_in_pod(ns, ifname, mac) is not None
 
 
-def set_up(dp: Datapath, pod: PodNetwork, exclusive: bool, service_cidr: str) -> PodInterfaces:
-    """The pod's interface; a pod that bypasses the node also gets its way to Services."""
+def set_up(dp: Datapath, pod: PodNetwork, exclusive: bool, service_cidr: str,
+           services: NodeServices | None = None) -> PodInterfaces:
+    """The pod's interface with its way to Services: the eBPF programs on it, attached
+    before the result is returned so the pod's first packet is handled; or, under
+    kube-proxy, for a pod that bypasses the node, a veth into the node's netfilter."""
     done = dp.setup(None, pod)
-    if service_cidr and _bypasses_node(dp, exclusive):
-        # ipvlan keeps its own node-to-pod route through the node's ipvlan port
-        service_access.attach(pod, IPv4Network(service_cidr), host_route=exclusive)
+    try:
+        if services is not None:
+            services.attach(pod.netns, pod.ifname)
+        elif service_cidr and _bypasses_node(dp, exclusive):
+            # ipvlan keeps its own node-to-pod route through the node's ipvlan port
+            service_access.attach(pod, IPv4Network(service_cidr), host_route=exclusive)
+    except BaseException:
+        dp.teardown(None, pod)
+        raise
     return done
 
 
-def tear_down(dp: Datapath, pod: PodNetwork, exclusive: bool) -> None:
+def tear_down(dp: Datapath, pod: PodNetwork, exclusive: bool,
+              services: NodeServices | None = None) -> None:
+    if services is not None:  # first: an exclusive ENI returns to the node, filters and all
+        services.detach(pod.netns, pod.ifname, str(pod.ip))
     dp.teardown(None, pod)
-    if _bypasses_node(dp, exclusive):
+    if services is None and _bypasses_node(dp, exclusive):
         service_access.detach(pod)
 
 

@@ -1,4 +1,5 @@
-"""The agent's state on disk: every ENI and IP it owns, who holds each IP, and intents.
+"""The agent's state on disk: every ENI and IP it owns, who holds each IP, the live pods'
+addresses the cloud took (lost), and intents.
 
 SQLite in WAL mode with `synchronous=NORMAL`: a committed transaction survives the agent
 being killed at any instruction (only a power cut could lose the last one, and the
@@ -213,12 +214,9 @@ class Store:
         return next(iter(self._select_ips("pod = ?", (pod,))), None)
 
     def add_ips(self, eni_id: str, addresses: list[str], now: float) -> None:
-        """New idle addresses; one a pod still holds as lost stays out until it is let go."""
-        lost = {row.address for row in self.lost()}
         self.db.executemany("INSERT OR IGNORE INTO ips (address, eni_id, state, since) "
                             "VALUES (?, ?, ?, ?)",
-                            [(a, eni_id, IpState.IDLE, now) for a in addresses
-                             if a not in lost])
+                            [(a, eni_id, IpState.IDLE, now) for a in addresses])
 
     def pair_ipv6(self, address: str, ipv6: str | None) -> None:
         self.db.execute("UPDATE ips SET ipv6 = ? WHERE address = ?", (ipv6, address))

@@ -73,6 +73,9 @@ class NodeAgents:
             "node_name": node.name,
             **({"kube_token_file": str(d / KUBE_TOKEN), "kube_ca_file": str(d / KUBE_CA)}
                if self.api else {}),
+            # its pins in the lab's bpffs, which the lab mounted (podlab.lab.lab)
+            **({"bpf_pin_dir": str(self.state.dir / "bpf" / node.name)}
+               if self.settings.get("service_proxy") == "ebpf" else {}),
             **self.settings,
         }
 
@@ -81,15 +84,15 @@ class NodeAgents:
         one is ready: fifty agents asking the lab's single process for their identity at
         once would starve it past their metadata timeout."""
         pending = [node.name for node in self.state.nodes]
-        starting: list[str] = []
+        starting: list[tuple[str, AgentProcess]] = []
         while pending or starting:
             while pending and len(starting) < STARTING:
-                starting.append(pending.pop(0))
-                self.start(starting[-1], wait=False)
-            self.wait_ready(starting.pop(0))
+                name = pending.pop(0)
+                starting.append((name, self.start(name, wait=False)))
+            self.wait_ready(*starting.pop(0))
 
     def start(self, name: str, *, wait: bool = True, env: dict[str, str] | None = None,
-              restart: bool = True) -> None:
+              restart: bool = True) -> AgentProcess:
         """Start the node's agent. `restart=False` is restartPolicy Never: a test that
         makes the agent crash (a crash point) reaps it itself."""
         node = self.state.node(name)
@@ -124,7 +127,8 @@ class NodeAgents:
         self.state.save()
         self.events.emit("agent.start", node=name, pid=proc.pid)
         if wait:
-            self.wait_ready(name)
+            self.wait_ready(name, proc)
+        return proc
 
     def _claim(self, name: str, proc: AgentProcess) -> int | None:
         """The restarts' side of `procs`: a dead agent that is still the node's is theirs."""
@@ -150,13 +154,13 @@ class NodeAgents:
         self.state.node(name).agent_restarts += 1
         self.start(name, wait=False, env=env)
 
-    def wait_ready(self, name: str, timeout: float = READY_TIMEOUT) -> None:
-        """Poll until the agent has written its CNI config and answers (or died, or timed
-        out). A killed agent leaves its config behind, so the config alone is not proof
-        that this process is ready."""
+    def wait_ready(self, name: str, proc: AgentProcess, timeout: float = READY_TIMEOUT
+                   ) -> None:
+        """Poll until the agent `proc` has written its CNI config and answers (or died, or
+        timed out). A killed agent leaves its config behind, so the config alone is not
+        proof that this process is ready."""
         node = self.state.node(name)
         conf = Path(node.cni_conf_dir) / CONF_FILE
-        proc = self.procs[name]
         deadline = time.monotonic() + timeout
         while not (conf.exists() and (info := self._info(name))):
             if proc.poll() is not None:

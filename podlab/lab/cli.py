@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
-from podlab.lab import cloud_cli
+from podlab.lab import bpf_cli, cloud_cli
 from podlab.lab.constants import DEFAULT_LAB
 from podlab.lab.errors import LabError
 from podlab.lab.events import EventLog
 from podlab.lab.kube import cli as kube_cli
 from podlab.lab.process import owner_alive, wait_gone
+from podlab.lab.service_proxy import SERVICE_PROXIES
 from podlab.lab.shell import add_name, find_lab, runnable
 from podlab.lab.state import LabState, NodeState, run_dir
 from podlab.lab.tables import table
@@ -103,6 +104,9 @@ def _parser(load: Collection[str] = ()) -> argparse.ArgumentParser:
                     help="a vSwitch instead of the default two (repeatable)")
     up.add_argument("--node", action="append", default=[], metavar="name=N,type=T,vswitch=V",
                     help="a node instead of --nodes' (repeatable)")
+    up.add_argument("--service-proxy", choices=SERVICE_PROXIES,
+                    help="what serves Services: ebpf (the default where the kernel allows "
+                         "it, else iptables) or kube-proxy's iptables or nftables rules")
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", help="show a lab's nodes (and pods)")
@@ -142,6 +146,7 @@ def _parser(load: Collection[str] = ()) -> argparse.ArgumentParser:
 
     kube_cli.register(sub)
     cloud_cli.register(sub)
+    bpf_cli.register(sub)
     for name, (module, text) in LAZY_COMMANDS.items():
         if name not in load:
             sub.add_parser(name, help=text)
@@ -222,7 +227,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     topology = topology_from_args(args)
     env = {**os.environ, ownership.LAB_ENV: args.name}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "podlab.lab.supervisor", "--name", args.name],
+        [sys.executable, "-m", "podlab.lab.supervisor", "--name", args.name,
+         *(["--service-proxy", args.service_proxy] if args.service_proxy else [])],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env=env, start_new_session=True,
     )

@@ -11,9 +11,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from types import TracebackType
 
+from podlab.cni import protocol
 from podlab.datapath import netlink
+from podlab.datapath.bpf import bpffs
 from podlab.fakecloud import Node, Topology, default_topology
 from podlab.lab import netns
 from podlab.lab.agents import NodeAgents
@@ -43,6 +46,7 @@ from podlab.lab.ownership import (
 from podlab.lab.pipeline import Step, Undo, run_all, unwound_on_failure
 from podlab.lab.process import ProcessRef, owner_alive
 from podlab.lab.secretfile import write_secret
+from podlab.lab.service_proxy import resolve as resolve_service_proxy
 from podlab.lab.state import LabState, NodeState, PodState
 
 Progress = Callable[[str], None]
@@ -61,8 +65,10 @@ class Lab:
         agents: bool = True,
         agent_settings: dict[str, object] | None = None,
         control_plane: bool | None = None,
-        proxy_mode: str = "iptables",
+        service_proxy: str | None = None,
     ) -> None:
+        """`service_proxy`: ebpf, iptables or nftables (kube-proxy's modes, the baseline);
+        None is ebpf where the kernel allows it, else iptables."""
         if not LAB_NAME.match(name):
             raise LabError(
                 f"lab name {name!r}: 1-12 of a-z, 0-9 and '-', starting and ending alphanumeric"
@@ -88,6 +94,9 @@ class Lab:
         self.with_control_plane = agents if control_plane is None else control_plane
         if self.with_control_plane and not agents:
             raise LabError("a control plane needs the node agents (agents=True)")
+        # Services come with the control plane: no API, no Services
+        self.service_proxy, self._proxy_note = (resolve_service_proxy(service_proxy)
+                                                if self.with_control_plane else ("", None))
         # The API's users and certificate: made now, since the agents start first.
         self.api_access: ApiAccess | None = None
         if self.with_control_plane:
@@ -95,10 +104,11 @@ class Lab:
             for node in self.topology.nodes:
                 self.api_access.add_agent(node.name)
             agent_settings = {"kube_api": NODE_KUBE_API, "service_cidr": SERVICE_CIDR,
+                              **({"service_proxy": "ebpf"} if self.service_proxy == "ebpf"
+                                 else {}),
                               **(agent_settings or {})}
         self.agents = (NodeAgents(self.state, self.events, agent_settings, self.api_access)
                        if agents else None)
-        self.proxy_mode = proxy_mode
         self.control_plane: ControlPlane | None = None
         self._undo = Undo()  # what the actions started, to stop on `down`
 
@@ -107,6 +117,8 @@ class Lab:
     def up(self, progress: Progress | None = None) -> Lab:
         say = progress or (lambda _msg: None)
         self._claim(say)
+        if self._proxy_note:
+            say(self._proxy_note)
         with unwound_on_failure(self.down):
             for action in self.actions():
                 started = time.monotonic()
@@ -178,22 +190,52 @@ class Lab:
                   for node in self.topology.nodes]
         steps.append(Step("cloud", f"started the cloud's OpenAPI endpoint at {CLOUD_ENDPOINT_IP}",
                           self._start_cloud))
+        if self.service_proxy == "ebpf":
+            steps.append(Step("bpffs", f"mounted the lab's bpffs at {self.bpffs}",
+                              self._mount_bpffs))
         if self.agents is not None:
             steps.append(Step("agents", "started the node agents; their pools are warm",
                               partial(self._start_agents, self.agents)))
         if self.with_control_plane:
+            services = ("Services by the agents' eBPF programs" if self.service_proxy == "ebpf"
+                        else f"kube-proxy in {self.service_proxy} mode")
             steps.append(Step("control-plane", "started the control plane (Kubernetes API, "
-                              f"scheduler, node runtimes, kube-proxy in {self.proxy_mode} mode)",
+                              f"scheduler, node runtimes, {services})",
                               self._start_control_plane))
+        if self.service_proxy == "ebpf":
+            steps.append(Step("services", "the agents programmed the API's Services",
+                              self._wait_services_programmed))
         return steps
+
+    @property
+    def bpffs(self) -> Path:
+        """The lab's bpffs: each node's agent pins its programs and maps in <node>/."""
+        return self.state.dir / "bpf"
+
+    def _mount_bpffs(self) -> None:
+        """From the lab's own mount namespace: an agent's (`ip netns exec`'s is private)
+        mount would be invisible here, where `down` unmounts it."""
+        self._undo.push("unmount the lab's bpffs", lambda: bpffs.unmount(self.bpffs))
+        bpffs.mount(self.bpffs)
 
     def _start_agents(self, agents: NodeAgents) -> None:
         self._undo.push("stop the node agents", agents.stop_all)  # start_all may start some
         agents.start_all()
 
     def _start_control_plane(self) -> None:
-        self.control_plane = ControlPlane(self, self.proxy_mode, self.api_access).start()
+        self.control_plane = ControlPlane(self, self.service_proxy, self.api_access).start()
         self._undo.push("stop the control plane", self.control_plane.stop)
+
+    def _wait_services_programmed(self, timeout: float = 30.0) -> None:
+        """The agents list Services once the API is up (it starts after them); kube-proxy
+        runs in the control plane, so its first sync is done when the control plane is."""
+        deadline = time.monotonic() + timeout
+        for node in self.state.nodes:
+            while not protocol.call(node.agent_socket, "info")["services_synced"]:
+                if time.monotonic() > deadline:
+                    raise LabError(f"the agent of node {node.name} did not program the "
+                                   f"Services within {timeout:.0f}s; see its log")
+                time.sleep(0.02)
 
     def _stop_workloads(self) -> None:
         processes, self._processes = self._processes, []
@@ -237,6 +279,7 @@ class Lab:
                 mac=node.mac,
                 netns=ns,
                 gateway=str(node.vswitch.gateway),
+                service_proxy=self.service_proxy,
             )
         )
         self.state.save()

@@ -36,6 +36,7 @@ class NodeState:
     cni_bin_dir: str = ""
     cni_network: str = ""
     datapath: str = ""
+    service_proxy: str = ""  # ebpf, iptables or nftables (kube-proxy's); "": no Services
     # the agent as the lab's restarts see it (see podlab.lab.agents)
     agent_state: str = ""  # Running, CrashLoopBackOff (waiting to restart) or Stopped
     agent_restarts: int = 0  # restarts after crashes, as a DaemonSet pod's restartCount

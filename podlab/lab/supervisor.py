@@ -18,6 +18,7 @@ from podlab.fakecloud import Topology, TopologyError
 from podlab.lab.errors import LabError
 from podlab.lab.lab import Lab
 from podlab.lab.pipeline import TeardownError
+from podlab.lab.service_proxy import SERVICE_PROXIES
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
@@ -31,11 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="podlab-supervisor")
     parser.add_argument("--name", required=True)
     parser.add_argument("--backend", default="netns")
+    parser.add_argument("--service-proxy", choices=SERVICE_PROXIES)
     args = parser.parse_args(argv)
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         lab = Lab(Topology.from_dict(json.load(sys.stdin)), args.name,
-                  backend_kind=args.backend, owner_kind="supervisor")
+                  backend_kind=args.backend, owner_kind="supervisor",
+                  service_proxy=args.service_proxy)
         lab.up(progress=lambda msg: _report(progress=msg))
     except (LabError, TopologyError, OSError, ValueError) as e:
         _report(error="\n".join([str(e), *getattr(e, "__notes__", [])]))

@@ -85,7 +85,7 @@ def test_kubectl_apply_brings_up_pods_with_eni_addresses(lab: Lab) -> None:
 
 @pytest.mark.parametrize("mode", ["iptables", "nftables"])
 def test_a_service_spreads_connections_evenly(lab_factory: LabFactory, mode: str) -> None:
-    lab = lab_factory(proxy_mode=mode)
+    lab = lab_factory(service_proxy=mode)
     api = LabApi(lab.state.kubeconfig)
     apply(api, load_documents(EXAMPLE.read_text(), "web.yaml"), "web.yaml")
     eventually(lambda: running(lab, {"client", "web-0", "web-1", "web-2"}), what="Running")
@@ -224,8 +224,10 @@ def test_the_scheduler_follows_selectors_and_eni_capacity(lab: Lab) -> None:
 
 def test_services_work_from_exclusive_eni_pods(lab_factory: LabFactory) -> None:
     """Their packets leave through the ENI, past the node: veth1 takes the Service CIDR
-    into the node's stack, where kube-proxy's rules apply."""
-    lab = lab_factory(agent_settings={"eni_mode": "exclusive", "min_pool_size": 0})
+    into the node's stack, where kube-proxy's rules apply (eBPF mode, the default, is in
+    test_ebpf_services)."""
+    lab = lab_factory(agent_settings={"eni_mode": "exclusive", "min_pool_size": 0},
+                      service_proxy="iptables")
     api = LabApi(lab.state.kubeconfig)
     apply(api, load_documents(EXAMPLE.read_text(), "web.yaml"), "web.yaml")
     up = eventually(lambda: running(lab, {"client", "web-0", "web-1", "web-2"}),

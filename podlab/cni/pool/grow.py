@@ -59,9 +59,12 @@ def _fill_eni(s: PoolState, eni: EniRow, count: int) -> int:
         try:
             added += len(assign(s, eni.id, min(BATCH, count - added)))
         except CloudCallError as e:
-            if not (e.exhausted or e.quota):
+            if e.exhausted:  # the vSwitch has no address left: skip it a while
+                s.cool(eni.vswitch_id, e)
+            elif not e.quota:
                 raise
-            s.cool(eni.vswitch_id, e)
+            # A quota answer is this ENI's alone (fuller than the store knew; reconcile
+            # counts again): the vSwitch, and its other ENIs, stay in use.
             break
     return added
 

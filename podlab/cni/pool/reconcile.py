@@ -171,9 +171,7 @@ def _sync_addresses(s: PoolState, eni_id: str, info: EniInfo) -> tuple[int, int,
     rows = {r.address: r for r in s.store.ips(eni_id=eni_id)}
     cloud = set(info.ips)
     now = s.clock()
-    with s.lock:
-        held_lost = {row.address for row in s.store.lost()}
-    adopted = sorted(cloud - set(rows) - held_lost)
+    adopted = sorted(cloud - set(rows))
     gone = [r for a, r in rows.items() if a not in cloud]
     with s.lock, s.store.tx():
         s.store.add_ips(eni_id, adopted, now)

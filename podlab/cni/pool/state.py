@@ -73,11 +73,13 @@ class PoolState:
         return self.node.quotas.enis - 1
 
     def idle(self) -> list[IpRow]:
-        """Addresses a pod can take now: on attached ENIs of this node's mode."""
+        """Addresses a pod can take now: on attached ENIs of this node's mode, and not
+        still in the netns of a pod that lost it (the cloud may hand it to us again)."""
         ready = {e.id for e in self.store.enis()
                  if e.status == EniStatus.READY and e.exclusive == self.exclusive}
+        lost = {r.address for r in self.store.lost()}
         return [r for r in self.store.ips(IpState.IDLE) if r.eni_id in ready and
-                (not self.config.dual_stack or r.ipv6 is not None)]
+                r.address not in lost and (not self.config.dual_stack or r.ipv6 is not None)]
 
     # -- limits -----------------------------------------------------------------------
 

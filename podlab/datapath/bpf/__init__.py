@@ -23,6 +23,7 @@ from podlab.datapath.bpf.services import (
     ServiceMaps,
     ServicePort,
     SyncStats,
+    programmed,
 )
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "bpffs",
     "counters",
     "netns_cookie",
+    "programmed",
 ]

@@ -23,6 +23,7 @@ from podlab.datapath.bpf.schemas import (
     CtKey,
     CtValue,
     LbConfig,
+    pack_ip,
     unpack_ip,
     unpack_port,
 )
@@ -93,6 +94,15 @@ class Conntrack:
             if value.expires_ns <= now and self.table.delete(key):
                 removed += 1
         return removed
+
+
+    def forget(self, client_ip: str) -> int:
+        """Delete the entries of every connection `client_ip` made (its pod is gone);
+        returns how many."""
+        ip = pack_ip(client_ip)
+        return sum(1 for key in list(self.table.keys())
+                   if (key.saddr if key.dir == CT_FORWARD else key.daddr) == ip
+                   and self.table.delete(key))
 
 
 def counters(pin_dir: Path | str) -> dict[str, int]:

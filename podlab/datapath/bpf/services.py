@@ -129,6 +129,35 @@ def frontends(services: Iterable[Service]) -> Wanted:
     return wanted
 
 
+def _programmed(services: Map[SvcKey, SvcValue], backends: Map[BackendKey, BackendValue]
+                ) -> dict[Frontend, Programmed]:
+    state = {}
+    for key, value in services.items():
+        f = Frontend(unpack_ip(key.vip), unpack_port(key.port), PROTOCOL_NAMES[key.proto])
+        found = []
+        for i in range(value.count):
+            slot = backends.get(_backend_key(value.id, value.rev, i))
+            if slot is not None:
+                found.append(Backend(unpack_ip(slot.ip), unpack_port(slot.port)))
+        state[f] = Programmed(value.id, value.rev, tuple(found), value.affinity_s)
+    return state
+
+
+def programmed(pin_dir: Path | str) -> dict[Frontend, Programmed]:
+    """What the maps hold, read only: for a reader beside the agent (`podlab bpf`), where
+    ServiceMaps' read-back would clean up what the agent is in the middle of writing."""
+    maps = Path(pin_dir) / "maps"
+    services: Map[SvcKey, SvcValue] = Map("lb_services", libbpf.obj_get(
+        str(maps / "lb_services")), SvcKey, SvcValue)
+    backends: Map[BackendKey, BackendValue] = Map("lb_backends", libbpf.obj_get(
+        str(maps / "lb_backends")), BackendKey, BackendValue)
+    try:
+        return _programmed(services, backends)
+    finally:
+        services.close()
+        backends.close()
+
+
 class ServiceMaps:
     """The service maps of one node's pin directory, and what they hold."""
 
@@ -155,14 +184,7 @@ class ServiceMaps:
     # ---- reading the maps back ----
 
     def _read_back(self) -> None:
-        for key, value in self.services.items():
-            f = Frontend(unpack_ip(key.vip), unpack_port(key.port), PROTOCOL_NAMES[key.proto])
-            backends = []
-            for i in range(value.count):
-                slot = self.backends.get(_backend_key(value.id, value.rev, i))
-                if slot is not None:
-                    backends.append(Backend(unpack_ip(slot.ip), unpack_port(slot.port)))
-            self.state[f] = Programmed(value.id, value.rev, tuple(backends), value.affinity_s)
+        self.state = _programmed(self.services, self.backends)
         live = {(p.id, p.rev) for p in self.state.values()}
         for bk in list(self.backends.keys()):
             if (bk.id, bk.rev) not in live:

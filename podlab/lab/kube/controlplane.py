@@ -33,15 +33,17 @@ class ControlPlane:
     """Started as named `steps`; a failure at any of them stops what the earlier ones
     started, so a control plane is either fully up or not there at all."""
 
-    def __init__(self, lab: SandboxHost, proxy_mode: str = "iptables",
+    def __init__(self, lab: SandboxHost, service_proxy: str = "iptables",
                  access: ApiAccess | None = None) -> None:
-        """`access`: the API's users and certificate (the lab's, made before its agents
-        start); the kubeconfig carries the lab user's token and the CA."""
+        """`service_proxy`: iptables or nftables runs kube-proxy in every node; ebpf runs
+        none, since the node agents serve Services. `access`: the API's users and
+        certificate (the lab's, made before its agents start); the kubeconfig carries the
+        lab user's token and the CA."""
         self.lab = lab
         self.store = Store(service_cidr=SERVICE_CIDR)
         self.access = access or ApiAccess()
         self._tls = self.access.cert.server_context()
-        self.proxy_mode = proxy_mode
+        self.service_proxy = service_proxy
         self.servers: list[KubeApiServer] = []
         self.controllers: list[Controller] = []
         self.runtimes: dict[str, NodeRuntime] = {}
@@ -111,11 +113,13 @@ class ControlPlane:
             self._run(self.runtimes[node.name])
 
     def _start_controllers(self) -> None:
-        for controller in (
-                Scheduler(self.store), EndpointsController(self.store),
-                StatefulSetController(self.store), DeploymentController(self.store),
-                ServiceProxy(self.store, self.proxy_mode,
-                             [n.netns for n in self.lab.state.nodes])):
+        controllers: list[Controller] = [
+            Scheduler(self.store), EndpointsController(self.store),
+            StatefulSetController(self.store), DeploymentController(self.store)]
+        if self.service_proxy != "ebpf":
+            controllers.append(ServiceProxy(self.store, self.service_proxy,
+                                            [n.netns for n in self.lab.state.nodes]))
+        for controller in controllers:
             self._run(controller)
 
     def _record(self) -> None:

@@ -339,3 +339,18 @@ def test_a_lease_carries_the_gateway_metadata_gives(cloud: Endpoint, tmp_path: P
     pool.reconcile()
     lease = pool.alloc(PodRef("default/a"), timeout=5)
     assert lease.gateway == "10.0.0.1"
+
+
+def test_a_full_eni_does_not_cool_its_vswitch(cloud: Endpoint, tmp_path: Path,
+                                              clock: Clock) -> None:
+    """Ipv4CountExceeded is about one ENI; only IpNotEnough means the vSwitch is dry."""
+    pool = make_pool(cloud, tmp_path, clock, min_pool_size=1, max_pool_size=40)
+    pool.warm_up()
+    cloud.faults.rules.append(FaultRule(action="AssignPrivateIpAddresses", code=
+                                        "InvalidOperation.Ipv4CountExceeded", status=403,
+                                        every=1))
+    pool.alloc(PodRef("default/a"))  # the one idle address; the top-up is refused
+    pool.maintain()
+    assert not pool.is_cooling("vsw-a")
+    cloud.faults.rules.clear()
+    assert pool.alloc(PodRef("default/b"), timeout=5).vswitch_id == "vsw-a"

@@ -1,0 +1,180 @@
+"""Services and EndpointSlices of every namespace through the Kubernetes API (official
+client), turned into the eBPF service maps' `Service`s: what kube-proxy reads, read by the
+agent of each node, since in eBPF mode it is the node's kube-proxy.
+
+Each resource has its own list-and-watch thread. Once both have listed, a (re)list is one
+full sync and every watch event one update of the Service it touches, so an event costs
+that Service's ports, not all Services.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from kubernetes import client
+from kubernetes.watch import Watch
+
+from podlab.cni.kubeclient import api_client
+from podlab.datapath.bpf import Backend, Service, ServicePort
+
+RELIST_BACKOFF = 1.0  # seconds between attempts while the API is unreachable
+WATCH_TIMEOUT = 60  # seconds a watch lasts before a relist (bounds drift)
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+DEFAULT_AFFINITY_TIMEOUT = 10800  # sessionAffinityConfig.clientIP.timeoutSeconds' default
+Obj = dict[str, Any]
+
+
+class ServiceWriter(Protocol):
+    """Where the Services go (NodeServices): all at once, or one ClusterIP's."""
+
+    def sync(self, services: list[Service]) -> None: ...
+
+    def update(self, cluster_ip: str, service: Service | None) -> None: ...
+
+
+def lb_service(svc: Obj, slices: Iterable[Obj]) -> Service | None:
+    """A Service's ClusterIP ports with their ready endpoints, each targetPort as its
+    EndpointSlice resolved it (a named targetPort is the pod's port of that name; the
+    slice's port carries the Service port's name). None for a headless Service."""
+    spec = svc.get("spec") or {}
+    ip = spec.get("clusterIP")
+    if not ip or ip == "None":
+        return None
+    slices = [s for s in slices if s.get("addressType", "IPv4") == "IPv4"]
+    ports = []
+    for port in spec.get("ports") or []:
+        name, protocol = port.get("name") or "", str(port.get("protocol") or "TCP")
+        if protocol not in ("TCP", "UDP"):
+            continue  # SCTP: not handled by the programs
+        backends = tuple(
+            Backend(address, int(sp["port"]))
+            for s in slices for sp in s.get("ports") or []
+            if (sp.get("name") or "") == name and sp.get("port")
+            and str(sp.get("protocol") or "TCP") == protocol
+            # Kubernetes: a missing `ready` means ready
+            for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready", True)
+            for address in e.get("addresses") or [])
+        ports.append(ServicePort(int(port["port"]), protocol.lower(), backends, name))
+    affinity = 0
+    if spec.get("sessionAffinity") == "ClientIP":
+        config = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
+        affinity = int(config.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
+    meta = svc["metadata"]
+    return Service(ip, tuple(ports), affinity, meta.get("namespace", ""), meta["name"])
+
+
+def _key(obj: Obj) -> str:
+    return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+
+
+def _owner(endpoint_slice: Obj) -> str:
+    labels = endpoint_slice["metadata"].get("labels") or {}
+    return f"{endpoint_slice['metadata'].get('namespace', '')}/" \
+           f"{labels.get(SERVICE_NAME_LABEL, '')}"
+
+
+class ServiceWatch:
+    def __init__(self, url: str, writer: ServiceWriter, events: Callable[..., None],
+                 *, token: str = "", ca_file: Path | None = None) -> None:
+        api = api_client(url, token, ca_file)
+        self._plain: Callable[[Any], Obj] = api.sanitize_for_serialization
+        self._lists: dict[str, Callable[..., Any]] = {
+            "services": client.CoreV1Api(api).list_service_for_all_namespaces,
+            "endpointslices": client.DiscoveryV1Api(api).list_endpoint_slice_for_all_namespaces,
+        }
+        self.writer, self.events = writer, events
+        self._services: dict[str, Obj] = {}  # ns/name -> Service
+        self._slices: dict[str, dict[str, Obj]] = {}  # ns/service -> slice ns/name -> slice
+        self._ips: dict[str, str] = {}  # ns/name -> the ClusterIP written for it
+        self._listed: set[str] = set()
+        self._lock = threading.Lock()  # the state above and the writes that follow it
+        self._stop = threading.Event()
+        self._watches: list[Watch] = []
+        self.synced = threading.Event()  # the first full sync is written
+
+    def start(self) -> ServiceWatch:
+        for resource in self._lists:
+            threading.Thread(target=self._run, args=(resource,), name=f"watch-{resource}",
+                             daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for watch in list(self._watches):
+            watch.stop()
+
+    def _run(self, resource: str) -> None:
+        while not self._stop.is_set():
+            try:
+                self._list_and_watch(resource)
+            except Exception as e:  # the API being away must not stop the agent
+                self.events("service_watch_failed", resource=resource, error=str(e))
+                self._stop.wait(RELIST_BACKOFF)
+
+    def _list_and_watch(self, resource: str) -> None:
+        listed = self._lists[resource]()
+        with self._lock:
+            objects = [self._plain(o) for o in listed.items]
+            if resource == "services":
+                self._services = {_key(o): o for o in objects}
+            else:
+                self._slices = {}
+                for o in objects:
+                    self._slices.setdefault(_owner(o), {})[_key(o)] = o
+            self._listed.add(resource)
+            if len(self._listed) == len(self._lists):
+                self._sync_all()
+        watch = Watch()
+        self._watches.append(watch)
+        try:
+            for event in watch.stream(self._lists[resource],
+                                      resource_version=listed.metadata.resource_version,
+                                      timeout_seconds=WATCH_TIMEOUT):
+                if self._stop.is_set():
+                    return
+                if event["type"] == "ERROR":  # e.g. 410 Gone: relist
+                    raise RuntimeError(f"watch of {resource}: {event['raw_object']}")
+                self._on_event(resource, event["type"], self._plain(event["object"]))
+        finally:
+            self._watches.remove(watch)
+
+    def _on_event(self, resource: str, kind: str, obj: Obj) -> None:
+        with self._lock:
+            if resource == "services":
+                service = _key(obj)
+                if kind == "DELETED":
+                    self._services.pop(service, None)
+                else:
+                    self._services[service] = obj
+            else:
+                service = _owner(obj)
+                mine = self._slices.setdefault(service, {})
+                if kind == "DELETED":
+                    mine.pop(_key(obj), None)
+                else:
+                    mine[_key(obj)] = obj
+            if len(self._listed) == len(self._lists):
+                self._update(service)
+
+    def _wanted(self, service: str) -> Service | None:
+        svc = self._services.get(service)
+        return lb_service(svc, self._slices.get(service, {}).values()) if svc else None
+
+    def _sync_all(self) -> None:
+        wanted = {key: s for key in self._services if (s := self._wanted(key)) is not None}
+        self.writer.sync(list(wanted.values()))
+        self._ips = {key: s.cluster_ip for key, s in wanted.items()}
+        self.events("services_synced", services=len(wanted))
+        self.synced.set()
+
+    def _update(self, service: str) -> None:
+        wanted = self._wanted(service)
+        ip = wanted.cluster_ip if wanted else self._ips.pop(service, None)
+        if ip is None:
+            return
+        self.writer.update(ip, wanted)
+        if wanted:
+            self._ips[service] = ip
