@@ -114,7 +114,7 @@ def set_up(dp: Datapath, pod: PodNetwork, exclusive: bool, service_cidr: str,
     done = dp.setup(None, pod)
     try:
         if services is not None:
-            services.attach(pod.netns, pod.ifname)
+            services.attach(pod.netns, pod.ifname, str(pod.ip))
         elif service_cidr and _bypasses_node(dp, exclusive):
             # ipvlan keeps its own node-to-pod route through the node's ipvlan port
             service_access.attach(pod, IPv4Network(service_cidr), host_route=exclusive)
@@ -126,7 +126,7 @@ def set_up(dp: Datapath, pod: PodNetwork, exclusive: bool, service_cidr: str,
 
 def tear_down(dp: Datapath, pod: PodNetwork, exclusive: bool,
               services: NodeServices | None = None) -> None:
-    if services is not None:  # first: an exclusive ENI returns to the node, filters and all
+    if services is not None:
         services.detach(pod.netns, pod.ifname, str(pod.ip))
     dp.teardown(None, pod)
     if services is None and _bypasses_node(dp, exclusive):

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -21,6 +21,9 @@ from podlab.cni.config import AgentConfig
 from podlab.cni.metrics import LATENCY_BUCKETS
 from podlab.datapath.bpf import Conntrack, MapFull, Programs, Service, ServiceMaps, SyncStats
 from podlab.datapath.bpf import counters as bpf_counters
+
+if TYPE_CHECKING:
+    from podlab.cni.servicewatch import ServiceWatch
 
 GC_PERIOD = 30.0  # seconds between conntrack GCs (expired entries are already ignored)
 DROPS = ("reject_tcp", "reject_udp", "drop_malformed", "drop_no_backend_slot", "drop_ct_full",
@@ -73,7 +76,7 @@ class NodeServices:
                                "would overflow (the previous state is kept), by map.",
                                ["map"], registry=registry)
         registry.register(_DatapathCounters(pin_dir))
-        self.watch: Any = None  # a servicewatch.ServiceWatch, once started
+        self.watch: ServiceWatch | None = None  # once the client is imported
 
     @classmethod
     def start(cls, config: AgentConfig, registry: CollectorRegistry,
@@ -88,8 +91,8 @@ class NodeServices:
 
     @property
     def synced(self) -> bool:
-        """Whether the API's Services have been written once (by this agent or, adopted,
-        by its predecessor): until then a new node's pods would miss them."""
+        """Whether this agent has written the API's Services once. Until then a new
+        node's pods miss them; a restarted agent's pods have its predecessor's maps."""
         return self.watch is not None and self.watch.synced.is_set()
 
     def stop(self) -> None:
@@ -133,14 +136,20 @@ class NodeServices:
 
     # -- the CNI's ----------------------------------------------------------------------
 
-    def attach(self, netns: str, ifname: str) -> None:
+    def attach(self, netns: str, ifname: str, pod_ip: str) -> None:
+        """On the pod's interface, with no connections of its address left from an
+        earlier pod whose DEL never came (its address released by the pod watch)."""
+        self.conntrack.forget(pod_ip)
         self.programs.attach(netns, ifname)
 
     def detach(self, netns: str, ifname: str, pod_ip: str) -> None:
-        """Off the pod's interface, and its connections out of conntrack: a later pod
-        with the same address must not inherit their backends."""
-        self.programs.detach(netns, ifname)
-        self.conntrack.forget(pod_ip)
+        """Off the pod's interface (moot where the teardown deletes the device, or moves
+        an exclusive ENI to the node, which drops its qdiscs), and the pod's connections
+        out of conntrack: a later pod with the same address must not inherit them."""
+        try:
+            self.programs.detach(netns, ifname)
+        finally:  # even when the pod's netns is gone
+            self.conntrack.forget(pod_ip)
 
     def problems(self, netns: str, ifname: str) -> list[str]:
         if self.programs.attached(netns, ifname):

@@ -21,15 +21,20 @@ from podlab.lab.tables import table
 
 DEMO = "demo"
 EXAMPLE = Path(__file__).parents[2] / "examples/web.yaml"
-# Other labs may come and go while the demo runs (CI runs it beside the tests).
-_OTHER_LABS = re.compile(rf"podlab-(?!{DEMO}-)|pl-(?!{DEMO}\b)")
+# Other labs and tests' namespaces may come and go while the demo runs (CI runs it beside
+# the tests): of the netns, only the demo's own names count; of the root's links, all but
+# other labs' management links.
+_OTHER_LABS = re.compile(rf"pl-(?!{DEMO}\b)")
 
 
 def _host_snapshot() -> list[str]:
     def run(*argv: str) -> str:
         return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    lines = (run("ip", "netns", "list") + run("ip", "-o", "link", "show")).splitlines()
-    return [re.sub(r"^\d+: ", "", line) for line in lines if not _OTHER_LABS.search(line)]
+    netns = [line for line in run("ip", "netns", "list").splitlines()
+             if line.startswith(f"podlab-{DEMO}-")]
+    links = [re.sub(r"^\d+: ", "", line) for line in run("ip", "-o", "link", "show").splitlines()
+             if not _OTHER_LABS.search(line)]
+    return netns + links
 
 
 def _step(text: str) -> None:

@@ -20,7 +20,7 @@ from podlab.lab.kube.probe import probe
 from podlab.lab.ownership import leftovers
 from podlab.lab.pytest_plugin import LabFactory, unique_lab_name
 from podlab.lab.service_proxy import EBPF_NEEDS
-from tests.e2e.helpers import cni, eventually, ip_json, podlab
+from tests.e2e.helpers import cni, eventually, podlab
 
 pytestmark = [pytest.mark.root, pytest.mark.kernel(*EBPF_NEEDS, "iptables", "nftables",
                                                       "ethtool")]
@@ -110,12 +110,12 @@ def reaches(lab: Lab, netns: str, ip: str, port: int, names: set[str]) -> bool:
     return {probe(netns, ip, port, "tcp")[2] for _ in range(30)} == names
 
 
-def tc_program_ids(lab: Lab, target: str, device: str = "eth0") -> list[int]:
-    """The ids of the bpf programs on a pod's (or node's) device, ingress and egress."""
+def tc_program_ids(lab: Lab, pod: str) -> list[int]:
+    """The ids of the bpf programs on the pod's eth0 (ingress, egress)."""
     ids = []
     for direction in ("ingress", "egress"):
-        out = json.loads(lab.exec(target, ["tc", "-j", "filter", "show", "dev", device,
-                                           direction]).stdout or "[]")
+        out = json.loads(lab.exec(pod, ["tc", "-j", "filter", "show", "dev", "eth0",
+                                        direction]).stdout or "[]")
         ids += [f["options"]["prog"]["id"] for f in out if "prog" in f.get("options", {})]
     return ids
 
@@ -125,7 +125,7 @@ def test_a_default_lab_serves_services_by_ebpf_without_kube_proxy(
     lab = lab_factory()
     status = json.loads(podlab("status", "--name", lab.name, "--json").stdout)
     assert {n["service_proxy"] for n in status["nodes"]} == {"ebpf"}
-    api, ip, pods = serve_web(lab)
+    _, ip, pods = serve_web(lab)
     client = lab.state.pod("default", "client")
 
     answers = collections.Counter(probe(client.netns, ip, 80, "tcp")[2] for _ in range(300))
@@ -166,10 +166,6 @@ def test_a_default_lab_serves_services_by_ebpf_without_kube_proxy(
         "the named targetPort resolved"
     assert any(c["service"] == f"{ip}:80" for c in connections(lab, client.node, client.ip))
 
-    api.call("DELETE", "/api/v1/namespaces/default/pods/client")
-    eventually(lambda: not connections(lab, client.node, client.ip),
-               what="DEL forgot the pod's connections")
-
 
 def connections(lab: Lab, node: str, client_ip: str) -> list[dict[str, Any]]:
     """The node's conntrack entries of connections from `client_ip`."""
@@ -177,14 +173,23 @@ def connections(lab: Lab, node: str, client_ip: str) -> list[dict[str, Any]]:
     return [c for c in json.loads(listed.stdout) if c["client"].startswith(f"{client_ip}:")]
 
 
-def test_check_reports_a_missing_program(lab: Lab) -> None:
-    lab.add_pod("default", "a", "n1")
-    assert cni(lab, "ADD", "default/a", "n1")[0] == 0
-    assert cni(lab, "CHECK", "default/a", "n1")[0] == 0
-    lab.exec("default/a", ["tc", "filter", "del", "dev", "eth0", "egress"])
-    code, error = cni(lab, "CHECK", "default/a", "n1")
-    assert code != 0
-    assert "eBPF Service programs are not attached to eth0" in error["details"]
+def test_check_reports_a_missing_program_and_del_forgets_the_connections(lab: Lab) -> None:
+    _, ip, _ = serve_web(lab)
+    pod = lab.add_pod("default", "a", "n1")
+    code, result = cni(lab, "ADD", "default/a", "n1")
+    assert code == 0, result
+    pod_ip = result["ips"][0]["address"].split("/")[0]
+    held = in_netns(pod.netns, lambda: socket.create_connection((ip, 7), timeout=2))
+    with held:  # established: its entries would live for hours
+        assert echo(held, b"held")
+        assert connections(lab, "n1", pod_ip)
+        assert cni(lab, "CHECK", "default/a", "n1")[0] == 0
+        lab.exec("default/a", ["tc", "filter", "del", "dev", "eth0", "egress"])
+        code, error = cni(lab, "CHECK", "default/a", "n1")
+        assert code != 0
+        assert "eBPF Service programs are not attached to eth0" in error["details"]
+        assert cni(lab, "DEL", "default/a", "n1")[0] == 0
+        assert not connections(lab, "n1", pod_ip), "DEL forgot the pod's connections"
 
 
 def test_an_agent_killed_and_restarted_drops_no_connection(lab_factory: LabFactory) -> None:
@@ -213,23 +218,13 @@ def test_services_from_exclusive_eni_pods_keep_the_client_ip(lab_factory: LabFac
     """Their packets leave through the ENI and never meet the node: the programs on the
     pod's ENI translate them, and no veth1 into the node is made."""
     lab = lab_factory(agent_settings={"eni_mode": "exclusive", "min_pool_size": 0})
-    api, ip, pods = serve_web(lab)
+    _, ip, pods = serve_web(lab)
     client = lab.state.pod("default", "client")
     assert http_get(client.netns, ip, 80, "/clientip") == client.ip
     assert {probe(client.netns, ip, 80, "tcp")[2] for _ in range(30)} == web_pods(pods)
     links = lab.exec("default/client", ["ip", "-o", "link"]).stdout
     assert "veth1" not in links, links
 
-    assert tc_program_ids(lab, "default/client")
-    mac = ip_json(lab, "default/client", "link", "show", "eth0")[0]["address"]
-    api.call("DELETE", "/api/v1/namespaces/default/pods/client")
-
-    def returned() -> str | None:
-        return next((link["ifname"] for link in ip_json(lab, client.node, "link")
-                     if link.get("address") == mac), None)
-
-    eni = eventually(returned, what="the client's ENI back on its node")
-    assert not tc_program_ids(lab, client.node, eni), "DEL took the programs off it"
 
 
 def test_podlab_up_takes_kube_proxy_as_the_baseline_on_demand() -> None:

@@ -7,11 +7,18 @@ so the steps of test_datapaths.py run on one lab rather than one lab each.
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from podlab.datapath import datapath, kernel_has_ipvlan, select_datapath
+from podlab.datapath.bpf import Backend as LbBackend
+from podlab.datapath.bpf import Programs, Service, ServiceMaps, bpffs
+from podlab.datapath.bpf import ServicePort as LbServicePort
 from podlab.datapath.kubeproxy import Backend, KubeProxy, ServicePort
+from podlab.datapath.netlink import in_netns
 from podlab.fakecloud import default_topology
+from podlab.lab import Lab
 from podlab.lab.kube.probe import probe
 from podlab.lab.pytest_plugin import LabFactory
 from podlab.lab.workload import Workload
@@ -28,6 +35,7 @@ from tests.e2e.datapath.world import (
 from tests.e2e.helpers import cni, ip_json, ping
 
 pytestmark = [pytest.mark.root, pytest.mark.kernel("ipvlan")]
+EBPF_VIP = "172.22.0.10"  # outside the lab's Service CIDR, which veth1 takes
 
 
 def test_ipvlan_is_chosen_where_the_kernel_has_it() -> None:
@@ -82,6 +90,7 @@ def test_ipvlan_through_the_agent_and_podlab_cni(lab_factory: LabFactory) -> Non
             "default", "web", "http", "tcp", "172.21.0.10", 80, (Backend(ip_b, 8080),))])
         assert probe(lab.state.pod("default", "a").netns, "172.21.0.10", 80, "tcp") == (
             True, "connected", "b"), "an ipvlan pod reaches a ClusterIP through its node"
+        assert_ebpf_service(lab, ip_a, ip_b)
     finally:
         web.stop()
     assert cni(lab, "CHECK", "default/a", "n1")[0] == 0
@@ -90,3 +99,28 @@ def test_ipvlan_through_the_agent_and_podlab_cni(lab_factory: LabFactory) -> Non
     routes = ip_json(lab, "n1", "-4", "route", "show", "table", "all")
     assert not [r for r in routes if r["dst"] == ip_a], "no route to the deleted pod is left"
     assert [link["ifname"] for link in ip_json(lab, "default/a", "link")] == ["lo"]
+
+
+def assert_ebpf_service(lab: Lab, ip_a: str, ip_b: str) -> None:
+    """The eBPF Service programs on an ipvlan pod's own eth0 (issue 13): a VIP outside the
+    Service CIDR, so that it leaves by eth0 and not by veth1, reaches the backend, which
+    sees the pod's own IP. The programs are loaded from the host's build cache."""
+    pins = bpffs.mount(lab.state.dir / "bpf") / "n1"
+    programs = Programs.load(pins)
+    netns = lab.state.pod("default", "a").netns
+    try:
+        programs.attach(netns, "eth0")
+        ServiceMaps(pins).sync([Service(EBPF_VIP, (LbServicePort(80, "tcp", (
+            LbBackend(ip_b, 8080),)),))])
+        assert probe(netns, EBPF_VIP, 80, "tcp") == (True, "connected", "b")
+        sock = in_netns(netns, lambda: socket.create_connection((EBPF_VIP, 80), timeout=5))
+        with sock:
+            sock.sendall(b"GET /clientip HTTP/1.0\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+        assert answer.decode().endswith(ip_a), "the backend sees the ipvlan pod's own IP"
+    finally:
+        programs.detach(netns, "eth0")
+        programs.close()
+
