@@ -10,11 +10,13 @@ from pyroute2 import netns as pyroute2_netns
 
 from podlab.datapath import netlink
 from podlab.lab.errors import CommandError
-from podlab.lab.ownership import label
+from podlab.lab.ownership import label, record_netns
 
 
 def create(name: str, lab: str) -> None:
-    """A fresh netns with loopback up, labelled `podlab:<lab>` on its loopback alias."""
+    """A fresh netns with loopback up, labelled `podlab:<lab>` on its loopback alias (and
+    recorded in the lab's run dir first, for a crash before the label)."""
+    record_netns(lab, name)
     pyroute2_netns.create(name)
     with netlink.opened(name) as ns:
         ns.link("set", index=1, state="up", ifalias=label(lab))

@@ -53,16 +53,44 @@ def netns_label(name: str) -> str | None:
     return alias if isinstance(alias, str) and alias.startswith(LABEL_PREFIX) else None
 
 
+NETNS_RECORD = "netns.list"  # in a lab's run dir: every netns it is about to create
+
+
+def record_netns(lab: str, name: str) -> None:
+    """Note, before creating it, that `name` is `lab`'s: a process killed between creating
+    a netns and labelling it leaves one that only this record names."""
+    lab_dir = run_dir() / lab
+    if lab_dir.is_dir():
+        with (lab_dir / NETNS_RECORD).open("a") as f:
+            f.write(name + "\n")
+
+
+def _recorded_netns(lab: str | None) -> dict[str, str]:
+    """Unlabelled netns that a lab's record names: name -> lab."""
+    found = {}
+    root = run_dir()
+    for record in sorted(root.glob(f"{lab or '*'}/{NETNS_RECORD}")) if root.is_dir() else []:
+        owner = record.parent.name
+        for name in record.read_text().split():
+            if name.startswith(netns_name(owner) + "-"):
+                found[name] = owner
+    return found
+
+
 def owned_netns(lab: str | None = None) -> dict[str, str]:
-    """Named netns carrying a podlab label (of `lab` only, when given): name -> lab."""
+    """Named netns carrying a podlab label, or named by a lab's record and carrying none
+    (of `lab` only, when given): name -> lab."""
     found = {}
     prefix = netns_name(lab) + "-" if lab else NETNS_PREFIX
+    recorded = _recorded_netns(lab)
     for name in netns.listnetns():
         if not name.startswith(prefix):
             continue
         owner = netns_label(name)
         if owner and (lab is None or owner == label(lab)):
             found[name] = owner.removeprefix(LABEL_PREFIX)
+        elif owner is None and name in recorded:
+            found[name] = recorded[name]
     return found
 
 

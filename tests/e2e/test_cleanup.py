@@ -10,9 +10,10 @@ import subprocess
 import pytest
 
 from podlab.lab import Lab, LabError
-from podlab.lab.ownership import leftovers
+from podlab.lab.ownership import leftovers, record_netns, remove_lab
 from podlab.lab.process import wait_gone
 from podlab.lab.pytest_plugin import unique_lab_name
+from podlab.lab.state import run_dir
 from tests.e2e.helpers import host_netns, podlab
 
 pytestmark = pytest.mark.root
@@ -87,3 +88,23 @@ def test_clean_removes_a_killed_lab_and_only_that(lab: Lab) -> None:
     finally:
         subprocess.run(["ip", "netns", "del", foreign_ns], check=False)
         subprocess.run(["ip", "link", "del", foreign_link], check=False)
+
+
+def test_a_netns_killed_before_its_label_is_still_the_labs() -> None:
+    """A kill between `ip netns add` and the label leaves an unlabelled netns: the lab's
+    record of what it was creating names it, so clean removes it; one it never recorded,
+    named just like it, is not the lab's and stays."""
+    name = unique_lab_name()
+    (run_dir() / name).mkdir(parents=True)
+    recorded, foreign = f"podlab-{name}-node-n1", f"podlab-{name}-node-n2"
+    record_netns(name, recorded)
+    try:
+        for ns in (recorded, foreign):
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+        assert leftovers(name) == [f"netns {recorded}", f"dir {run_dir() / name}"]
+        remove_lab(name)
+        assert recorded not in host_netns()
+        assert foreign in host_netns()
+    finally:
+        subprocess.run(["ip", "netns", "del", foreign], check=False)
+        remove_lab(name)
