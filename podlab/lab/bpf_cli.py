@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -76,4 +77,7 @@ def cmd_bpf(args: argparse.Namespace) -> int:
         print(json.dumps(found, indent=2))
     elif found:
         print(table(list(found[0]), [list(r.values()) for r in found]))
+    else:
+        what = "connections" if args.verb == "conntrack" else "Services"
+        print(f"no {what} in node {args.node}'s eBPF maps", file=sys.stderr)
     return 0
