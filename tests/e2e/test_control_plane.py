@@ -9,8 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,22 +22,11 @@ from podlab.lab.kube.manifests import LabApi, ManifestError, apply, load_documen
 from podlab.lab.kube.manifests import running as all_running
 from podlab.lab.kube.probe import probe
 from podlab.lab.pytest_plugin import LabFactory
-from tests.e2e.helpers import podlab
+from tests.e2e.helpers import eventually, podlab
 
 pytestmark = pytest.mark.root
 EXAMPLE = Path(__file__).parents[2] / "examples/web.yaml"
 T = TypeVar("T")
-
-
-def eventually(check: Callable[[], T | None], timeout: float = 60.0, what: str = "") -> T:
-    """Poll `check` until it returns something truthy, or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if result := check():
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:.0f}s: {what}")
-        time.sleep(0.1)
 
 
 def pods(lab: Lab) -> dict[str, dict[str, Any]]:

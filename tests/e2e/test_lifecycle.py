@@ -26,7 +26,7 @@ from podlab.lab.ownership import LAB_ENV, leftovers
 from podlab.lab.pipeline import Step, TeardownError
 from podlab.lab.process import ProcessRef, wait_gone
 from podlab.lab.pytest_plugin import unique_lab_name
-from tests.e2e.helpers import podlab
+from tests.e2e.helpers import host_netns, podlab
 
 pytestmark = pytest.mark.root
 
@@ -155,6 +155,8 @@ def test_a_killed_supervisor_leaves_only_what_clean_removes(when: str) -> None:
     clean = podlab("clean", "--name", name)
     assert clean.returncode == 0, clean.stderr
     assert leftovers(name) == []
+    # By name too: a netns made but not yet labelled when the kill came is no label's.
+    assert [n for n in host_netns() if n.startswith(f"podlab-{name}-")] == []
 
 
 def test_clean_dry_run_says_why_then_clean_ends_the_dead_labs_processes() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from podlab.lab import Lab
 from podlab.lab.kube.manifests import LabApi, running
-from tests.e2e.test_control_plane import eventually
+from tests.e2e.helpers import eventually
 
 pytestmark = pytest.mark.root
 
