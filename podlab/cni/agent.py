@@ -30,6 +30,7 @@ from podlab.cni.config import AgentConfig, ConfigError, duration
 from podlab.cni.crashpoints import CrashHook, from_environment
 from podlab.cni.identity import Credentials, MetadataClient, MetadataError
 from podlab.cni.metrics import AgentMetrics
+from podlab.cni.netpolicy import NodePolicy
 from podlab.cni.pods import (
     NodeEnis,
     cni_result,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from podlab.cni.kubewatch import PodWatch
 
 PODS_READY_TIMEOUT = 30.0  # start-up (and an ADD) waits this long for the API client
+FLOWS_MAX_WAIT = 10.0  # seconds a `flows` request may wait for a flow
 RESERVATION_ANNOTATION = "k8s.aliyun.com/pod-ip-reservation"
 
 
@@ -95,6 +97,7 @@ class Agent:
         self.enis = NodeEnis()
         self.pods: PodWatch | None = None  # the node's pods in the kube API, if configured
         self.services: NodeServices | None = None  # eBPF Services (service_proxy ebpf)
+        self.policy: NodePolicy | None = None  # and NetworkPolicy with them
         self._pods_ready = threading.Event()
         self.server: socketserver.ThreadingUnixStreamServer | None = None
         self._stop = threading.Event()
@@ -129,6 +132,7 @@ class Agent:
         self.datapath = node_datapath(c.eni_mode, c.datapath)
         if c.service_proxy == "ebpf":  # before serving: an ADD attaches the programs
             self.services = NodeServices.start(c, self.metrics.registry, self.events)
+            self.policy = NodePolicy.start(c, self.metrics.registry, self.events)
         self.events("datapath", name=self.datapath.name)
         self.metrics.watch(store)
         if c.kube_api:  # its client's import costs ~1 s of CPU: under the cloud calls below
@@ -151,6 +155,8 @@ class Agent:
             self.pods.stop()
         if self.services is not None:
             self.services.stop()
+        if self.policy is not None:
+            self.policy.stop()
         if self.server:
             self.server.shutdown()
             self.server.server_close()
@@ -243,12 +249,14 @@ class Agent:
                                                          request.get("container"))},
             "info": lambda: {**pool.info(), "datapath": dp.name,
                              "service_proxy": self.config.service_proxy,
-                             "services_synced": bool(self.services and self.services.synced)},
+                             "services_synced": bool(self.services and self.services.synced),
+                             "policy_synced": bool(self.policy and self.policy.synced)},
             "gc": lambda: {"released": pool.gc(request["pods"])},
             "gc_containers": lambda: {"released": pool.gc_containers(request["containers"])},
         }
         full: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "alloc": self._alloc, "add": self._add, "del": self._del, "check": self._check}
+            "alloc": self._alloc, "add": self._add, "del": self._del, "check": self._check,
+            "flows": self._flows, "allow_sampling": self._allow_sampling}
         op = str(request.get("op"))
         if op in simple:
             return {"ok": True, **simple[op]()}
@@ -286,6 +294,31 @@ class Agent:
         kind = str(result["error"]) if isinstance(result, dict) else "ok"
         self.metrics.alloc_latency.labels(kind).observe(time.monotonic() - started)
         return result
+
+    # -- NetworkPolicy's flows ----------------------------------------------------------
+
+    def _enforcing(self) -> NodePolicy:
+        if self.policy is None:
+            raise ValueError(f"this agent enforces no NetworkPolicy: its Services are served "
+                             f"by {self.config.service_proxy}, and policy needs service_proxy "
+                             "ebpf (docs/agent.md)")
+        return self.policy
+
+    def _flows(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The flow log after sequence number `after`, of `pod` (ns/name) and `verdict`."""
+        found = self._enforcing().flows.after(
+            int(request.get("after", 0)), pod=request.get("pod"), verdict=request.get("verdict"),
+            limit=int(request.get("limit", 1000)),
+            wait=min(float(request.get("wait", 0)), FLOWS_MAX_WAIT))
+        return {"ok": True, **found}
+
+    def _allow_sampling(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Until the agent restarts (then its config's flow_allow_sampling holds again)."""
+        every = int(request["every"])
+        if every < 0:
+            raise ValueError(f"every: {every} is not >= 0 (1 in N; 0: no allowed flows)")
+        self._enforcing().sample_allowed(every)
+        return {"ok": True, "every": every}
 
     # -- pods' networks (what podlab-cni asks for) ------------------------------------
 

@@ -50,7 +50,9 @@ def add_verbs(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     for verb, text in (("info", "the pool: ENIs, addresses and who holds them"),
                        ("alloc", "get an address for a pod"),
                        ("release", "give a pod's address back"),
-                       ("gc", "release the addresses of pods not listed")):
+                       ("gc", "release the addresses of pods not listed"),
+                       ("allow-sampling", "make 1 in N allowed new connections a flow, "
+                                          "until the agent restarts (0: none; eBPF only)")):
         v = verbs.add_parser(verb, help=text)
         v.add_argument("--socket", default=DEFAULT_SOCKET, help="the agent's unix socket")
         if verb in ("alloc", "release"):
@@ -58,6 +60,8 @@ def add_verbs(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
             v.add_argument("--container", default="", help="the pod's container id")
         if verb == "gc":
             v.add_argument("pods", nargs="*", help="namespace/name of every live pod")
+        if verb == "allow-sampling":
+            v.add_argument("every", type=int, metavar="N", help="1 in N; 0 for none")
         v.set_defaults(func=cmd_call, verb=verb)
         clients.append(v)
     return clients
@@ -76,9 +80,10 @@ def cmd_zygote(_args: argparse.Namespace) -> int:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    fields = {k: getattr(args, k) for k in ("pod", "container", "pods") if hasattr(args, k)}
+    fields = {k: getattr(args, k) for k in ("pod", "container", "pods", "every")
+              if hasattr(args, k)}
     try:
-        answer = protocol.call(args.socket, args.verb, **fields)
+        answer = protocol.call(args.socket, args.verb.replace("-", "_"), **fields)
     except (protocol.AgentError, protocol.AgentUnavailable) as e:
         print(f"podlab-agent {args.verb}: {e}", file=sys.stderr)
         return 1

@@ -81,6 +81,8 @@ class AgentConfig:
     # each pod's eth0 and the node's sockets, with their maps pinned in bpf_pin_dir
     service_proxy: str = "kube-proxy"
     bpf_pin_dir: Path | None = None
+    # with ebpf, NetworkPolicy too: 1 in N allowed new connections is a flow (0: drops only)
+    flow_allow_sampling: int = 0
 
     def kube_token(self) -> str:
         return self.kube_token_file.read_text().strip() if self.kube_token_file else ""
@@ -108,6 +110,9 @@ class AgentConfig:
         if self.service_proxy == "ebpf" and not (self.bpf_pin_dir and self.kube_api):
             raise ConfigError("service_proxy ebpf needs bpf_pin_dir (in a bpffs) and kube_api "
                               "(its Services and EndpointSlices)")
+        if self.flow_allow_sampling < 0:
+            raise ConfigError(f"flow_allow_sampling: {self.flow_allow_sampling} is not >= 0 "
+                              "(1 in N allowed connections is a flow; 0: none)")
         if self.kube_api and not self.node_name:
             raise ConfigError("kube_api needs node_name: the agent watches its node's pods")
         return self

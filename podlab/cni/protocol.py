@@ -1,6 +1,7 @@
 """The agent's unix-socket protocol: one JSON request line, one JSON answer line.
 
-Its clients are podlab-cni (Go, cmd/podlab-cni, one process per pod) and the lab's tools.
+Its clients are podlab-cni (Go, cmd/podlab-cni, one process per pod) and the lab's tools
+(`podlab agent ...`; `podlab flows`, which reads an eBPF agent's flow log by `flows`).
 Answers are `{"ok": true, ...}` or `{"ok": false, "error": KIND, "message": ...}`, where
 KIND is `capacity` (a limit was hit; the message names it), `busy` (try again later),
 `invalid` (the request is wrong), `datapath` (building the pod's interface failed) or

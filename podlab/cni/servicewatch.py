@@ -2,9 +2,9 @@
 client), turned into the eBPF service maps' `Service`s: what kube-proxy reads, read by the
 agent of each node, since in eBPF mode it is the node's kube-proxy.
 
-Each resource has its own list-and-watch thread. Once both have listed, a (re)list is one
-full sync and every watch event one update of the Service it touches, so an event costs
-that Service's ports, not all Services.
+Each resource has its own list-and-watch thread (`listwatch`). Once both have listed, a
+(re)list is one full sync and every watch event one update of the Service it touches, so
+an event costs that Service's ports, not all Services.
 """
 
 from __future__ import annotations
@@ -15,16 +15,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubernetes import client
-from kubernetes.watch import Watch
 
 from podlab.cni.kubeclient import api_client
+from podlab.cni.listwatch import ListWatch, Obj
 from podlab.datapath.bpf import Backend, Service, ServicePort
 
-RELIST_BACKOFF = 1.0  # seconds between attempts while the API is unreachable
-WATCH_TIMEOUT = 60  # seconds a watch lasts before a relist (bounds drift)
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_AFFINITY_TIMEOUT = 10800  # sessionAffinityConfig.clientIP.timeoutSeconds' default
-Obj = dict[str, Any]
 
 
 class ServiceWriter(Protocol):
@@ -80,44 +77,29 @@ class ServiceWatch:
     def __init__(self, url: str, writer: ServiceWriter, events: Callable[..., None],
                  *, token: str = "", ca_file: Path | None = None) -> None:
         api = api_client(url, token, ca_file)
-        self._plain: Callable[[Any], Obj] = api.sanitize_for_serialization
-        self._lists: dict[str, Callable[..., Any]] = {
+        lists: dict[str, Callable[..., Any]] = {
             "services": client.CoreV1Api(api).list_service_for_all_namespaces,
             "endpointslices": client.DiscoveryV1Api(api).list_endpoint_slice_for_all_namespaces,
         }
+        self._watch = ListWatch(api, lists, self, events, failed="service_watch_failed")
+        self._resources = len(lists)
         self.writer, self.events = writer, events
         self._services: dict[str, Obj] = {}  # ns/name -> Service
         self._slices: dict[str, dict[str, Obj]] = {}  # ns/service -> slice ns/name -> slice
         self._ips: dict[str, str] = {}  # ns/name -> the ClusterIP written for it
         self._listed: set[str] = set()
         self._lock = threading.Lock()  # the state above and the writes that follow it
-        self._stop = threading.Event()
-        self._watches: list[Watch] = []
         self.synced = threading.Event()  # the first full sync is written
 
     def start(self) -> ServiceWatch:
-        for resource in self._lists:
-            threading.Thread(target=self._run, args=(resource,), name=f"watch-{resource}",
-                             daemon=True).start()
+        self._watch.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        for watch in list(self._watches):
-            watch.stop()
+        self._watch.stop()
 
-    def _run(self, resource: str) -> None:
-        while not self._stop.is_set():
-            try:
-                self._list_and_watch(resource)
-            except Exception as e:  # the API being away must not stop the agent
-                self.events("service_watch_failed", resource=resource, error=str(e))
-                self._stop.wait(RELIST_BACKOFF)
-
-    def _list_and_watch(self, resource: str) -> None:
-        listed = self._lists[resource]()
+    def listed(self, resource: str, objects: list[Obj]) -> None:
         with self._lock:
-            objects = [self._plain(o) for o in listed.items]
             if resource == "services":
                 self._services = {_key(o): o for o in objects}
             else:
@@ -125,23 +107,10 @@ class ServiceWatch:
                 for o in objects:
                     self._slices.setdefault(_owner(o), {})[_key(o)] = o
             self._listed.add(resource)
-            if len(self._listed) == len(self._lists):
+            if len(self._listed) == self._resources:
                 self._sync_all()
-        watch = Watch()
-        self._watches.append(watch)
-        try:
-            for event in watch.stream(self._lists[resource],
-                                      resource_version=listed.metadata.resource_version,
-                                      timeout_seconds=WATCH_TIMEOUT):
-                if self._stop.is_set():
-                    return
-                if event["type"] == "ERROR":  # e.g. 410 Gone: relist
-                    raise RuntimeError(f"watch of {resource}: {event['raw_object']}")
-                self._on_event(resource, event["type"], self._plain(event["object"]))
-        finally:
-            self._watches.remove(watch)
 
-    def _on_event(self, resource: str, kind: str, obj: Obj) -> None:
+    def changed(self, resource: str, kind: str, obj: Obj) -> None:
         with self._lock:
             if resource == "services":
                 service = _key(obj)
@@ -156,7 +125,7 @@ class ServiceWatch:
                     mine.pop(_key(obj), None)
                 else:
                     mine[_key(obj)] = obj
-            if len(self._listed) == len(self._lists):
+            if len(self._listed) == self._resources:
                 self._update(service)
 
     def _wanted(self, service: str) -> Service | None:

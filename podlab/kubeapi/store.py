@@ -247,10 +247,10 @@ class Store:
             obj["status"] = s.initial_status(obj.get("status"))
             if obj["status"] is None:
                 del obj["status"]
-        s.default(obj)
         generated = not meta.get("name") and meta.get("generateName")
         if generated:
             meta["name"] = f"{generated}{''.join(random.choices(_NAME_CHARS, k=5))}"
+        s.default(obj)  # after the name is known: a Namespace's default label is its name
         s.ensure_valid(obj)
         with self._lock:
             if r.namespaced:

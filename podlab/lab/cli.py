@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
-from podlab.lab import bpf_cli, cloud_cli
+from podlab.lab import bpf_cli, cloud_cli, flows_cli
 from podlab.lab.constants import DEFAULT_LAB
 from podlab.lab.errors import LabError
 from podlab.lab.events import EventLog
@@ -147,6 +147,7 @@ def _parser(load: Collection[str] = ()) -> argparse.ArgumentParser:
     kube_cli.register(sub)
     cloud_cli.register(sub)
     bpf_cli.register(sub)
+    flows_cli.register(sub)
     for name, (module, text) in LAZY_COMMANDS.items():
         if name not in load:
             sub.add_parser(name, help=text)

@@ -10,10 +10,7 @@ time, only that every path served every connection.
 from __future__ import annotations
 
 import os
-import socket
 import statistics
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,18 +21,15 @@ import pytest
 
 from podlab.datapath import kubeproxy
 from podlab.datapath.bpf import Backend, Conntrack, Service, ServiceMaps, ServicePort
-from podlab.datapath.netlink import in_netns
+from tests.bench.connect import BURSTS, accept_forever, connect_rate
 from tests.e2e.bpf.world import World
 
 pytestmark = [pytest.mark.root, pytest.mark.kernel("bpf", "bpffs", "ethtool", "iptables",
                                                    "nftables")]
 SIZES = (1, 1000, 5000, 10000) if os.environ.get("PODLAB_BENCH_FULL") == "1" else (1, 1000)
 CONNECTIONS = 5000
-BURSTS = 3  # the best burst is reported: the machine is shared, noise only slows
-WARMUP = 200
 BACKENDS = ("b1", "b2")
 FIRST_VIP = IPv4Address("10.96.0.1")
-CONNECT_LOOP = Path(__file__).parent / "tools" / "connect_loop.c"
 
 
 @dataclass(frozen=True)
@@ -49,45 +43,6 @@ class Row:
 
 def vip(i: int) -> str:
     return str(FIRST_VIP + i)
-
-
-def accept_forever(world: World, pod: str) -> None:
-    """A listener that accepts and closes: the kernel's handshake is what is measured."""
-    listener = in_netns(world.pods[pod].netns, lambda: socket.create_server(
-        (world.pods[pod].ip, 8080), backlog=4096))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-                conn.close()
-            except TimeoutError:
-                continue
-        listener.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    world.cleanups += [lambda: thread.join(5), stop.set]  # run in reverse: stop, then join
-
-
-@pytest.fixture(scope="session")
-def connect_loop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tools/connect_loop.c, built once: a Python client costs ~40 us a connection, which
-    hides the datapath's own cost (the issue's figures came from a C loop too)."""
-    binary = tmp_path_factory.mktemp("bench") / "connect_loop"
-    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-o", str(binary), str(CONNECT_LOOP)],
-                   check=True, capture_output=True)
-    return binary
-
-
-def connect_rate(loop: Path, netns: str, ip: str, n: int) -> float:
-    """Connections per second from inside the client's netns, best of BURSTS."""
-    out = subprocess.run(["ip", "netns", "exec", netns, str(loop), ip, "80", str(n),
-                          str(BURSTS), str(WARMUP)], capture_output=True, text=True,
-                         check=True, timeout=300)
-    return float(out.stdout)
 
 
 def endpoint_change(maps: ServiceMaps, ip: str, backends: tuple[Backend, ...]) -> float:
@@ -109,7 +64,7 @@ def bench_world(tmp_path: Path) -> Iterator[World]:
         for pod in ("client", *BACKENDS):
             world.add_pod(pod)
         for pod in BACKENDS:
-            accept_forever(world, pod)
+            accept_forever(world, pod, 8080)
         yield world
     finally:
         world.close()
@@ -133,7 +88,7 @@ def test_new_connection_rate_ebpf_against_kube_proxy(bench_world: World,
         w.ns(w.router, "nft", "flush", "ruleset")
         programs.attach(client, "eth0")
         Conntrack(w.pin_dir).forget(w.pods["client"].ip)  # each size starts as the first did
-        rows.append(Row(size, "ebpf", connect_rate(connect_loop, client, vip(size - 1),
+        rows.append(Row(size, "ebpf", connect_rate(connect_loop, client, vip(size - 1), 80,
                                                    CONNECTIONS), programmed,
                         endpoint_change(maps, vip(size - 1), backends)))
         programs.detach(client, "eth0")
@@ -146,7 +101,7 @@ def test_new_connection_rate_ebpf_against_kube_proxy(bench_world: World,
             start = time.perf_counter()
             proxy.sync(ports)
             programmed = time.perf_counter() - start
-            rows.append(Row(size, mode, connect_rate(connect_loop, client, vip(size - 1),
+            rows.append(Row(size, mode, connect_rate(connect_loop, client, vip(size - 1), 80,
                                                      CONNECTIONS), programmed))
             proxy.sync([])
     print(table(rows))

@@ -17,7 +17,7 @@ from pathlib import Path
 from podlab.datapath.model import DatapathError
 
 SOURCES = Path(__file__).resolve().parent
-OBJECTS = ("tc_lb", "sock_lb")
+OBJECTS = ("tc_lb", "tc_policy", "sock_lb")
 # linux-libc-dev's uapi headers and libbpf-dev's bpf_helpers.h; asm/ is per architecture.
 FLAGS = ("-O2", "-g", "-Wall", "-Werror", "-target", "bpf",
          f"-I/usr/include/{os.uname().machine}-linux-gnu")

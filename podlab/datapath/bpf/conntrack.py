@@ -3,6 +3,8 @@
 Entries carry an expiry on the programs' clock (bpf_ktime_get_ns, i.e. CLOCK_MONOTONIC);
 the programs treat an expired entry as absent, so a reused 4-tuple picks a backend afresh
 whether or not gc() has run. gc() only returns the space (the map is an LRU besides).
+The policy conntrack (pol_conntrack) follows the same timeouts and is collected and
+forgotten with it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from podlab.datapath.bpf import libbpf
 from podlab.datapath.bpf.maps import Map, PerCpuArray
+from podlab.datapath.bpf.policy_schemas import PolCtValue
 from podlab.datapath.bpf.schemas import (
     CT_CLOSING,
     CT_FORWARD,
@@ -66,10 +69,12 @@ class Conntrack:
                                               CtKey, CtValue)
         self.config: Map[ctypes.c_uint32, LbConfig] = Map(
             "lb_config", _map(pin_dir, "lb_config"), ctypes.c_uint32, LbConfig)
+        self.policy = Map.pinned(pin_dir, "pol_conntrack", CtKey, PolCtValue)
 
     def close(self) -> None:
         self.table.close()
         self.config.close()
+        self.policy.close()
 
     def set_timeouts(self, t: Timeouts) -> None:
         self.config.put(ctypes.c_uint32(0), LbConfig(
@@ -87,22 +92,25 @@ class Conntrack:
             key=lambda c: (c.service, c.client))
 
     def gc(self) -> int:
-        """Delete expired entries (both directions); returns how many."""
+        """Delete expired entries (both directions, and the policy's); returns how many."""
         now = time.monotonic_ns()
         removed = 0
-        for key, value in self.table.items():
-            if value.expires_ns <= now and self.table.delete(key):
-                removed += 1
+        for table in (self.table, self.policy):
+            for key, value in table.items():
+                if value.expires_ns <= now and table.delete(key):
+                    removed += 1
         return removed
 
-
     def forget(self, client_ip: str) -> int:
-        """Delete the entries of every connection `client_ip` made (its pod is gone);
-        returns how many."""
+        """Delete the entries of every connection `client_ip` made (its pod is gone), and
+        the policy's of every connection it had, so that a pod given the address later
+        inherits no connection its policy did not admit; returns how many."""
         ip = pack_ip(client_ip)
-        return sum(1 for key in list(self.table.keys())
-                   if (key.saddr if key.dir == CT_FORWARD else key.daddr) == ip
-                   and self.table.delete(key))
+        lb = sum(1 for key in list(self.table.keys())
+                 if (key.saddr if key.dir == CT_FORWARD else key.daddr) == ip
+                 and self.table.delete(key))
+        return lb + sum(1 for key in list(self.policy.keys())
+                        if ip in (key.saddr, key.daddr) and self.policy.delete(key))
 
 
 def counters(pin_dir: Path | str) -> dict[str, int]:

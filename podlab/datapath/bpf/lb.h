@@ -7,11 +7,7 @@
 #ifndef PODLAB_LB_H
 #define PODLAB_LB_H
 
-#include <linux/bpf.h>
-#include <linux/in.h>
-#include <bpf/bpf_helpers.h>
-
-#define NSEC 1000000000ULL
+#include "ct.h"
 
 /* One (ClusterIP, port, protocol): the entry a flip of which switches a backend set. */
 struct svc_key {
@@ -58,24 +54,8 @@ struct affinity_value {
 	__u64 last_ns;
 };
 
-/* Conntrack: the tuple as the program sees it, and which way it goes. */
+/* Conntrack (key: ct.h's ct_key): which way a tuple goes. */
 enum ct_dir { CT_FORWARD = 0, CT_REPLY = 1 };
-
-struct ct_key {
-	__u32 saddr;
-	__u32 daddr;
-	__u16 sport;
-	__u16 dport;
-	__u8 proto;
-	__u8 dir;
-	__u16 pad;
-};
-
-enum ct_flags {
-	CT_HAIRPIN = 1,     /* the client is its own backend: SNAT to the VIP, turn at ingress */
-	CT_CLOSING = 2,     /* FIN or RST seen: a new SYN on this tuple is a new connection */
-	CT_SYN_ONLY = 4,    /* only handshake packets so far: the short SYN timeout */
-};
 
 /* FORWARD: addr/port = the backend. REPLY: addr/port = the VIP and service port, and
  * peer/peer_port = the client (used by the hairpin turn). */
@@ -87,19 +67,6 @@ struct ct_value {
 	__u32 flags;
 	__u64 expires_ns;   /* bpf_ktime_get_ns() clock, CLOCK_MONOTONIC */
 };
-
-/* Timeouts in seconds; 0 = the default below. Index 0 of the config map. */
-struct lb_config {
-	__u32 tcp_syn_s;
-	__u32 tcp_established_s;
-	__u32 tcp_closing_s;
-	__u32 udp_s;
-};
-
-#define DEFAULT_TCP_SYN_S 60
-#define DEFAULT_TCP_ESTABLISHED_S 21600
-#define DEFAULT_TCP_CLOSING_S 10
-#define DEFAULT_UDP_S 60
 
 enum counter {
 	C_TRANSLATED = 0,       /* forward packets DNATed to a backend */
@@ -117,8 +84,6 @@ enum counter {
 	C_SOCK_REVERSED,        /* recvmsg given back the VIP */
 	C_MAX,
 };
-
-#define PIN __uint(pinning, LIBBPF_PIN_BY_NAME)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -159,14 +124,6 @@ struct {
 	__type(value, struct ct_value);
 	PIN;
 } lb_conntrack SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct lb_config);
-	PIN;
-} lb_config SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

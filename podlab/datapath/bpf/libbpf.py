@@ -24,6 +24,8 @@ BPF_TC_F_REPLACE = 1
 BPF_CGROUP_INET4_CONNECT = 10
 BPF_CGROUP_UDP4_SENDMSG = 14
 BPF_CGROUP_UDP4_RECVMSG = 19
+BPF_MAP_TYPE_LPM_TRIE = 11
+BPF_F_NO_PREALLOC = 1
 
 
 class BpfError(DatapathError):
@@ -70,6 +72,21 @@ class TcOpts(ctypes.Structure):
     ]
 
 
+class MapCreateOpts(ctypes.Structure):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("btf_fd", ctypes.c_uint32),
+        ("btf_key_type_id", ctypes.c_uint32),
+        ("btf_value_type_id", ctypes.c_uint32),
+        ("btf_vmlinux_value_type_id", ctypes.c_uint32),
+        ("inner_map_fd", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("map_extra", ctypes.c_uint64),
+        ("numa_node", ctypes.c_uint32),
+        ("map_ifindex", ctypes.c_uint32),
+    ]
+
+
 class ProgInfo(ctypes.Structure):
     """The head of struct bpf_prog_info: the kernel fills no more than the length given."""
 
@@ -85,6 +102,8 @@ class MapInfo(ctypes.Structure):
 
 
 _PRINT = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+# ring_buffer_sample_fn: (ctx, data, size) -> 0 to go on
+RING_SAMPLE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 _p = ctypes.c_void_p
 
 
@@ -107,12 +126,23 @@ def lib() -> ctypes.CDLL:
         "bpf_program__fd": (ctypes.c_int, [_p]),
         "bpf_obj_pin": (ctypes.c_int, [ctypes.c_int, ctypes.c_char_p]),
         "bpf_obj_get": (ctypes.c_int, [ctypes.c_char_p]),
+        "bpf_map_create": (ctypes.c_int, [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32,
+                                          ctypes.c_uint32, ctypes.c_uint32,
+                                          ctypes.POINTER(MapCreateOpts)]),
+        "bpf_map_get_fd_by_id": (ctypes.c_int, [ctypes.c_uint32]),
+        "ring_buffer__new": (_p, [ctypes.c_int, RING_SAMPLE, _p, _p]),
+        "ring_buffer__poll": (ctypes.c_int, [_p, ctypes.c_int]),
+        "ring_buffer__free": (None, [_p]),
         "bpf_link_create": (ctypes.c_int, [ctypes.c_int, ctypes.c_int, ctypes.c_int, _p]),
         "bpf_obj_get_info_by_fd": (ctypes.c_int, [ctypes.c_int, _p,
                                                   ctypes.POINTER(ctypes.c_uint32)]),
         "bpf_map_update_elem": (ctypes.c_int, [ctypes.c_int, _p, _p, ctypes.c_uint64]),
         "bpf_map_lookup_elem": (ctypes.c_int, [ctypes.c_int, _p, _p]),
         "bpf_map_delete_elem": (ctypes.c_int, [ctypes.c_int, _p]),
+        "bpf_map_update_batch": (ctypes.c_int, [ctypes.c_int, _p, _p,
+                                                ctypes.POINTER(ctypes.c_uint32), _p]),
+        "bpf_map_delete_batch": (ctypes.c_int, [ctypes.c_int, _p,
+                                                ctypes.POINTER(ctypes.c_uint32), _p]),
         "bpf_map_get_next_key": (ctypes.c_int, [ctypes.c_int, _p, _p]),
         "bpf_tc_hook_create": (ctypes.c_int, [ctypes.POINTER(TcHook)]),
         "bpf_tc_attach": (ctypes.c_int, [ctypes.POINTER(TcHook), ctypes.POINTER(TcOpts)]),

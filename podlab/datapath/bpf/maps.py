@@ -5,16 +5,22 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from podlab.datapath.bpf import libbpf
 from podlab.datapath.bpf.libbpf import BpfError
 
 K = TypeVar("K", bound=ctypes.Structure | ctypes.c_uint32 | ctypes.c_uint64)
-V = TypeVar("V", bound=ctypes.Structure | ctypes.c_uint8 | ctypes.c_uint64)
+V = TypeVar("V", bound=ctypes.Structure | ctypes.c_uint8 | ctypes.c_uint32 | ctypes.c_uint64)
 
 BPF_ANY = 0
+
+
+def pinned_fd(pin_dir: Path | str, name: str) -> int:
+    """An fd of the map `name` pinned under `pin_dir` (maps/<name>, as Programs loads them)."""
+    return libbpf.obj_get(str(Path(pin_dir) / "maps" / name))
 
 
 class MapFull(BpfError):
@@ -53,6 +59,10 @@ class Map(_MapFd, Generic[K, V]):
                            f"{ctypes.sizeof(key)}/{ctypes.sizeof(value)}", errno.EINVAL)
         self.key, self.value = key, value
 
+    @classmethod
+    def pinned(cls, pin_dir: Path | str, name: str, key: type[K], value: type[V]) -> Map[K, V]:
+        return cls(name, pinned_fd(pin_dir, name), key, value)
+
     def get(self, key: K) -> V | None:
         value = self.value()
         ret = libbpf.lib().bpf_map_lookup_elem(self.fd, ctypes.byref(key), ctypes.byref(value))
@@ -67,6 +77,26 @@ class Map(_MapFd, Generic[K, V]):
         if ret == -errno.E2BIG:
             raise MapFull(self.name, self.capacity, self.capacity + 1)
         libbpf.check(f"update of {self.name}", ret)
+
+    def put_batch(self, keys: Sequence[K], values: Sequence[V]) -> None:
+        """Several updates in one call: the kernel's wait for running programs after an
+        update of a map of maps (a grace period, ~10 ms) is then once, not once per key."""
+        if not keys:
+            return
+        count = ctypes.c_uint32(len(keys))
+        ret = libbpf.lib().bpf_map_update_batch(self.fd, _packed(keys), _packed(values),
+                                                ctypes.byref(count), None)
+        if ret == -errno.E2BIG:
+            raise MapFull(self.name, self.capacity, self.capacity + 1)
+        libbpf.check(f"batch update of {self.name}", ret)
+
+    def delete_batch(self, keys: Sequence[K]) -> None:
+        """Several deletions in one call (see put_batch); every key must be there."""
+        if not keys:
+            return
+        count = ctypes.c_uint32(len(keys))
+        libbpf.check(f"batch delete from {self.name}", libbpf.lib().bpf_map_delete_batch(
+            self.fd, _packed(keys), ctypes.byref(count), None))
 
     def delete(self, key: K) -> bool:
         ret = libbpf.lib().bpf_map_delete_elem(self.fd, ctypes.byref(key))
@@ -93,6 +123,12 @@ class Map(_MapFd, Generic[K, V]):
             value = self.get(key)
             if value is not None:
                 yield key, value
+
+
+def _packed(items: Sequence[ctypes.Structure | ctypes._SimpleCData[int]]
+            ) -> ctypes.Array[ctypes.c_char]:
+    """The C array of `items`, as the batch calls take it."""
+    return ctypes.create_string_buffer(b"".join(bytes(item) for item in items))
 
 
 class PerCpuArray(_MapFd):

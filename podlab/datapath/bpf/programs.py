@@ -30,15 +30,22 @@ from podlab.datapath.model import DatapathError
 from podlab.datapath.netlink import in_netns
 
 T = TypeVar("T")
-TC_PROGRAMS = ("lb_ingress", "lb_egress")
 SOCKET_HOOKS = {
     "sock_connect4": libbpf.BPF_CGROUP_INET4_CONNECT,
     "sock_sendmsg4": libbpf.BPF_CGROUP_UDP4_SENDMSG,
     "sock_recvmsg4": libbpf.BPF_CGROUP_UDP4_RECVMSG,
 }
-# Our tc filter's place on clsact: other programs (NetworkPolicy) take other priorities.
+# Our tc filters on clsact, each (program, hook, priority): ingress policy before the LB's
+# reverse NAT, egress policy after its DNAT, so policy sees the real peer both ways. Other
+# users of clsact take other priorities.
+TC_FILTERS = (
+    ("pol_ingress", libbpf.BPF_TC_INGRESS, 0x80),
+    ("lb_ingress", libbpf.BPF_TC_INGRESS, 0x100),
+    ("lb_egress", libbpf.BPF_TC_EGRESS, 0x100),
+    ("pol_egress", libbpf.BPF_TC_EGRESS, 0x200),
+)
+TC_PROGRAMS = tuple(name for name, _, _ in TC_FILTERS)
 TC_HANDLE = 1
-TC_PRIORITY = 0x100
 SO_NETNS_COOKIE = 71
 
 
@@ -135,19 +142,18 @@ class Programs:
         return TcHook(sz=ctypes.sizeof(TcHook), ifindex=ifindex, attach_point=point)
 
     def attach(self, netns: str | None, ifname: str) -> None:
-        """Put the programs on `ifname` in `netns` (ingress and egress of clsact, created if
+        """Put the programs on `ifname` in `netns` (TC_FILTERS on clsact, created if
         missing); replaces what podlab had there, so a repeat is a no-op."""
         def work() -> None:
             hook = self._hook(ifname, libbpf.BPF_TC_INGRESS | libbpf.BPF_TC_EGRESS)
             ret = libbpf.lib().bpf_tc_hook_create(ctypes.byref(hook))
             if ret != -errno.EEXIST:
                 libbpf.check(f"clsact on {ifname}", ret)
-            for point, name in ((libbpf.BPF_TC_INGRESS, "lb_ingress"),
-                                (libbpf.BPF_TC_EGRESS, "lb_egress")):
+            for name, point, priority in TC_FILTERS:
                 hook.attach_point = point
                 opts = TcOpts(sz=ctypes.sizeof(TcOpts), prog_fd=self._fds[name],
                               flags=libbpf.BPF_TC_F_REPLACE, handle=TC_HANDLE,
-                              priority=TC_PRIORITY)
+                              priority=priority)
                 libbpf.check(f"attach {name} to {ifname}",
                              libbpf.lib().bpf_tc_attach(ctypes.byref(hook), ctypes.byref(opts)))
         _in(netns, work)
@@ -160,25 +166,25 @@ class Programs:
                 hook = self._hook(ifname, libbpf.BPF_TC_INGRESS)
             except DatapathError:
                 return
-            for point in (libbpf.BPF_TC_INGRESS, libbpf.BPF_TC_EGRESS):
+            for _, point, priority in TC_FILTERS:
                 hook.attach_point = point
-                opts = TcOpts(sz=ctypes.sizeof(TcOpts), handle=TC_HANDLE, priority=TC_PRIORITY)
+                opts = TcOpts(sz=ctypes.sizeof(TcOpts), handle=TC_HANDLE, priority=priority)
                 ret = libbpf.lib().bpf_tc_detach(ctypes.byref(hook), ctypes.byref(opts))
                 if ret not in (-errno.ENOENT, -errno.EINVAL):
                     libbpf.check(f"detach from {ifname}", ret)
         _in(netns, work)
 
     def attached(self, netns: str | None, ifname: str) -> bool:
-        """Whether both directions of `ifname` run these programs (for CNI CHECK)."""
+        """Whether every filter of `ifname` runs these programs (for CNI CHECK): the LB's
+        and NetworkPolicy's, both directions."""
         def work() -> bool:
             try:
                 hook = self._hook(ifname, libbpf.BPF_TC_INGRESS)
             except DatapathError:
                 return False
-            for point, name in ((libbpf.BPF_TC_INGRESS, "lb_ingress"),
-                                (libbpf.BPF_TC_EGRESS, "lb_egress")):
+            for name, point, priority in TC_FILTERS:
                 hook.attach_point = point
-                opts = TcOpts(sz=ctypes.sizeof(TcOpts), handle=TC_HANDLE, priority=TC_PRIORITY)
+                opts = TcOpts(sz=ctypes.sizeof(TcOpts), handle=TC_HANDLE, priority=priority)
                 ret = libbpf.lib().bpf_tc_query(ctypes.byref(hook), ctypes.byref(opts))
                 if ret in (-errno.ENOENT, -errno.EINVAL):
                     return False

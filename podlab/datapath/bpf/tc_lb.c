@@ -5,79 +5,19 @@
  *         hairpin turn when the pod is its own backend;
  * ingress (packets to the pod):   reverse NAT of replies and of ICMP errors about them.
  *
- * Headers are read into the stack with bpf_skb_load_bytes and written back by offset,
- * never through packet pointers: the helpers that rewrite checksums invalidate those, and
- * the verifier rejects arithmetic on pointers clang has merged across branches.
- * IPv4 without options only; fragments and anything else pass untouched.
+ * Headers are written back by offset, never through packet pointers (packet.h): the
+ * verifier also rejects arithmetic on pointers clang has merged across branches.
+ * IPv4 without options only; fragments and anything else pass untouched. A pass is
+ * PASS (UNSPEC), so NetworkPolicy's filters after ours run (tc_policy.c).
  */
-#include <linux/if_ether.h>
-#include <linux/ip.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
-#include <linux/pkt_cls.h>
-#include <bpf/bpf_endian.h>
 #include "lb.h"
 
-#define IP_OFF ETH_HLEN
-#define IP_CHECK (IP_OFF + 10)
-#define IP_SADDR (IP_OFF + 12)
-#define IP_DADDR (IP_OFF + 16)
-#define L4_OFF (IP_OFF + 20)
-#define L4_SPORT L4_OFF
-#define L4_DPORT (L4_OFF + 2)
-#define TCP_FLAGS (L4_OFF + 13)
 #define ICMP_CHECK (L4_OFF + 2)
-#define INNER_IP (L4_OFF + 8)
-#define INNER_L4 (INNER_IP + 20)
-
-#define F_FIN 0x01
-#define F_SYN 0x02
-#define F_RST 0x04
-#define F_ACK 0x10
-
-/* linux/icmp.h drags in libc's socket headers, which have no BPF target. */
-#define ICMP_DEST_UNREACH 3
 #define ICMP_PORT_UNREACH 3
-#define ICMP_TIME_EXCEEDED 11
-#define ICMP_PARAMETERPROB 12
-
-struct icmphdr {
-	__u8 type;
-	__u8 code;
-	__u16 checksum;
-	__u32 rest;
-};
 
 char LICENSE[] SEC("license") = "GPL";
-
-struct packet {
-	struct iphdr ip;
-	__u16 sport;
-	__u16 dport;
-	__u8 tcp_flags;
-};
-
-/* 0 for an IPv4 packet (no options, not a fragment) whose ports are in `p`, 1 for one
- * without ports (ICMP), -1 for anything to leave alone. */
-static __always_inline int parse(struct __sk_buff *skb, struct packet *p)
-{
-	if (skb->protocol != bpf_htons(ETH_P_IP))
-		return -1;
-	if (bpf_skb_load_bytes(skb, IP_OFF, &p->ip, sizeof(p->ip)))
-		return -1;
-	if (p->ip.version != 4 || p->ip.ihl != 5 || (p->ip.frag_off & bpf_htons(0x3fff)))
-		return -1;
-	if (p->ip.protocol == IPPROTO_ICMP)
-		return 1;
-	if (p->ip.protocol != IPPROTO_TCP && p->ip.protocol != IPPROTO_UDP)
-		return -1;
-	if (bpf_skb_load_bytes(skb, L4_SPORT, &p->sport, 4))
-		return -1;
-	p->tcp_flags = 0;
-	if (p->ip.protocol == IPPROTO_TCP && bpf_skb_load_bytes(skb, TCP_FLAGS, &p->tcp_flags, 1))
-		return -1;
-	return 0;
-}
 
 static __always_inline __u16 fold(__s64 sum)
 {
@@ -90,56 +30,12 @@ static __always_inline __u16 fold(__s64 sum)
 
 /* ---- conntrack ---- */
 
-static __always_inline __u64 timeout_ns(__u8 proto, __u32 flags)
-{
-	__u32 zero = 0;
-	struct lb_config *c = bpf_map_lookup_elem(&lb_config, &zero);
-	__u32 s;
-
-	if (proto == IPPROTO_UDP)
-		s = c && c->udp_s ? c->udp_s : DEFAULT_UDP_S;
-	else if (flags & CT_CLOSING)
-		s = c && c->tcp_closing_s ? c->tcp_closing_s : DEFAULT_TCP_CLOSING_S;
-	else if (flags & CT_SYN_ONLY)
-		s = c && c->tcp_syn_s ? c->tcp_syn_s : DEFAULT_TCP_SYN_S;
-	else
-		s = c && c->tcp_established_s ? c->tcp_established_s : DEFAULT_TCP_ESTABLISHED_S;
-	return s * NSEC;
-}
-
-/* The entry's flags after a packet with `tcp_flags`: FIN/RST make it closing for good;
- * a SYN keeps the short handshake timeout until any other packet is seen. */
-static __always_inline __u32 next_flags(__u32 flags, __u8 tcp_flags)
-{
-	if (tcp_flags & (F_FIN | F_RST))
-		return (flags | CT_CLOSING) & ~CT_SYN_ONLY;
-	if (tcp_flags & F_SYN)
-		return flags;
-	return flags & ~CT_SYN_ONLY;
-}
-
 static __always_inline void touch(struct ct_key *key, __u64 now, __u8 tcp_flags)
 {
 	struct ct_value *v = bpf_map_lookup_elem(&lb_conntrack, key);
-	__u32 flags;
 
-	if (!v)
-		return;
-	flags = next_flags(v->flags, tcp_flags);
-	v->flags = flags;
-	v->expires_ns = now + timeout_ns(key->proto, flags);
-}
-
-static __always_inline void ct_key_of(struct ct_key *k, __u32 saddr, __u32 daddr, __u16 sport,
-				      __u16 dport, __u8 proto, __u8 dir)
-{
-	k->saddr = saddr;
-	k->daddr = daddr;
-	k->sport = sport;
-	k->dport = dport;
-	k->proto = proto;
-	k->dir = dir;
-	k->pad = 0;
+	if (v)
+		refresh(&v->flags, &v->expires_ns, key->proto, tcp_flags, now);
 }
 
 static __always_inline int live(const struct ct_value *v, __u64 now)
@@ -176,7 +72,8 @@ static __always_inline int set_port(struct __sk_buff *skb, __u8 proto, int off, 
 	return bpf_skb_store_bytes(skb, off, &new, sizeof(new), 0);
 }
 
-/* Deliver the (rewritten) packet back into the pod, as if it had come from the gateway. */
+/* Deliver the (rewritten) packet back into the pod, as if it had come from the gateway,
+ * marked as the pod's own so that ingress policy lets it in. */
 static __always_inline int turn(struct __sk_buff *skb)
 {
 	__u8 macs[12], swapped[12];
@@ -187,6 +84,7 @@ static __always_inline int turn(struct __sk_buff *skb)
 	__builtin_memcpy(swapped + 6, macs, 6);
 	if (bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0))
 		return TC_ACT_SHOT;
+	skb->mark = MARK_TURNED;
 	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
 }
 
@@ -303,13 +201,13 @@ static __always_inline __u32 reply_to(const struct packet *p, __u32 hairpin)
 	return hairpin ? p->ip.daddr : p->ip.saddr;
 }
 
-/* A new connection to `svc`: pick a backend and record both directions. */
+/* A new connection to `svc`: pick a backend and record both directions; 0 or a verdict. */
 static __always_inline int open_connection(struct packet *p, struct ct_key *fk,
 					   struct svc_value *svc, __u64 now, struct backend *b,
 					   __u32 *hairpin)
 {
 	__u8 proto = p->ip.protocol;
-	__u32 flags = proto == IPPROTO_TCP && (p->tcp_flags & F_SYN) ? CT_SYN_ONLY : 0;
+	__u32 flags = first_flags(p);
 	struct ct_value fwd = {}, rev = {};
 	struct ct_key rk;
 
@@ -332,7 +230,7 @@ static __always_inline int open_connection(struct packet *p, struct ct_key *fk,
 	    bpf_map_update_elem(&lb_conntrack, fk, &fwd, BPF_ANY))
 		return drop(C_DROP_CT_FULL);
 	count(C_NEW_CONNECTION);
-	return TC_ACT_OK;
+	return 0;
 }
 
 SEC("tc")
@@ -350,8 +248,8 @@ int lb_egress(struct __sk_buff *skb)
 	__u8 proto;
 	int ret;
 
-	if (parse(skb, &p))
-		return TC_ACT_OK;
+	if (parse(skb, &p) != PKT_PORTS)
+		return PASS;
 	proto = p.ip.protocol;
 	now = bpf_ktime_get_ns();
 	ct_key_of(&rk, p.ip.saddr, p.ip.daddr, p.sport, p.dport, proto, CT_REPLY);
@@ -364,7 +262,7 @@ int lb_egress(struct __sk_buff *skb)
 	sk.proto = proto;
 	sv = bpf_map_lookup_elem(&lb_services, &sk);
 	if (!sv)
-		return TC_ACT_OK;
+		return PASS;
 	svc = *sv;
 
 	fk = rk;
@@ -382,7 +280,7 @@ int lb_egress(struct __sk_buff *skb)
 		if (svc.count == 0)
 			return proto == IPPROTO_TCP ? reject_tcp(skb, &p) : reject_udp(skb, &p);
 		ret = open_connection(&p, &fk, &svc, now, &b, &hairpin);
-		if (ret != TC_ACT_OK)
+		if (ret)
 			return ret;
 	}
 	if (set_addr(skb, proto, IP_DADDR, p.ip.daddr, b.ip) ||
@@ -390,7 +288,7 @@ int lb_egress(struct __sk_buff *skb)
 		return drop(C_DROP_MALFORMED);
 	count(C_TRANSLATED);
 	if (!hairpin)
-		return TC_ACT_OK;
+		return PASS;
 	if (set_addr(skb, proto, IP_SADDR, p.ip.saddr, p.ip.daddr))
 		return drop(C_DROP_MALFORMED);
 	count(C_HAIRPIN);
@@ -402,27 +300,21 @@ int lb_egress(struct __sk_buff *skb)
  * quoted L4 checksum is left as is; receivers do not check it. */
 static __always_inline int icmp_error(struct __sk_buff *skb, struct packet *p)
 {
-	struct icmphdr icmp;
+	struct packet q;
 	struct iphdr inner;
-	__u16 ports[2], old_check, new_check;
+	__u16 old_check, new_check;
 	struct ct_key rk;
 	struct ct_value *rv;
 	__u32 vip;
 	__u16 vport;
 
-	if (bpf_skb_load_bytes(skb, L4_OFF, &icmp, sizeof(icmp)))
-		return TC_ACT_OK;
-	if (icmp.type != ICMP_DEST_UNREACH && icmp.type != ICMP_TIME_EXCEEDED &&
-	    icmp.type != ICMP_PARAMETERPROB)
-		return TC_ACT_OK;
-	if (bpf_skb_load_bytes(skb, INNER_IP, &inner, sizeof(inner)) || inner.ihl != 5 ||
-	    (inner.protocol != IPPROTO_TCP && inner.protocol != IPPROTO_UDP) ||
-	    bpf_skb_load_bytes(skb, INNER_L4, ports, sizeof(ports)))
-		return TC_ACT_OK;
-	ct_key_of(&rk, inner.daddr, inner.saddr, ports[1], ports[0], inner.protocol, CT_REPLY);
+	if (quoted(skb, &q))
+		return PASS;
+	inner = q.ip;
+	ct_key_of(&rk, inner.daddr, inner.saddr, q.dport, q.sport, inner.protocol, CT_REPLY);
 	rv = bpf_map_lookup_elem(&lb_conntrack, &rk);
 	if (!rv || (rv->flags & CT_HAIRPIN))
-		return TC_ACT_OK;
+		return PASS;
 	vip = rv->addr;
 	vport = rv->port;
 	old_check = inner.check;
@@ -430,7 +322,7 @@ static __always_inline int icmp_error(struct __sk_buff *skb, struct packet *p)
 	    bpf_skb_load_bytes(skb, INNER_IP + 10, &new_check, sizeof(new_check)) ||
 	    bpf_l4_csum_replace(skb, ICMP_CHECK, inner.daddr, vip, sizeof(vip)) ||
 	    bpf_l4_csum_replace(skb, ICMP_CHECK, old_check, new_check, sizeof(new_check)) ||
-	    bpf_l4_csum_replace(skb, ICMP_CHECK, ports[1], vport, sizeof(vport)) ||
+	    bpf_l4_csum_replace(skb, ICMP_CHECK, q.dport, vport, sizeof(vport)) ||
 	    bpf_skb_store_bytes(skb, INNER_IP + 16, &vip, sizeof(vip), 0) ||
 	    bpf_skb_store_bytes(skb, INNER_L4 + 2, &vport, sizeof(vport), 0))
 		return drop(C_DROP_MALFORMED);
@@ -439,7 +331,7 @@ static __always_inline int icmp_error(struct __sk_buff *skb, struct packet *p)
 	     bpf_skb_store_bytes(skb, IP_SADDR, &vip, sizeof(vip), 0)))
 		return drop(C_DROP_MALFORMED);
 	count(C_ICMP_TRANSLATED);
-	return TC_ACT_OK;
+	return PASS;
 }
 
 SEC("tc")
@@ -453,15 +345,15 @@ int lb_ingress(struct __sk_buff *skb)
 	__u16 vport;
 	int kind = parse(skb, &p);
 
-	if (kind < 0)
-		return TC_ACT_OK;
-	if (kind == 1)
+	if (kind == PKT_ICMP)
 		return icmp_error(skb, &p);
+	if (kind != PKT_PORTS)
+		return PASS;
 	now = bpf_ktime_get_ns();
 	ct_key_of(&rk, p.ip.saddr, p.ip.daddr, p.sport, p.dport, p.ip.protocol, CT_REPLY);
 	rv = bpf_map_lookup_elem(&lb_conntrack, &rk);
 	if (!rv || (rv->flags & CT_HAIRPIN) || !live(rv, now))
-		return TC_ACT_OK;
+		return PASS;
 	vip = rv->addr;
 	vport = rv->port;
 	touch(&rk, now, p.tcp_flags);
@@ -471,5 +363,5 @@ int lb_ingress(struct __sk_buff *skb)
 	    set_port(skb, p.ip.protocol, L4_SPORT, p.sport, vport))
 		return drop(C_DROP_MALFORMED);
 	count(C_REVERSED);
-	return TC_ACT_OK;
+	return PASS;
 }

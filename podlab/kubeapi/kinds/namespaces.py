@@ -14,6 +14,7 @@ from podlab.kubeapi.tables import AGE, NAME, Column, Obj, status_of
 
 # Namespaces a cluster cannot run without; a real API server refuses to delete them too.
 SYSTEM = ("default", "kube-system")
+NAME_LABEL = "kubernetes.io/metadata.name"
 
 
 class Namespaces(Strategy):
@@ -28,7 +29,14 @@ class Namespaces(Strategy):
         return [{"metadata": {"name": name}} for name in SYSTEM]
 
     def default(self, obj: Obj) -> None:
+        """As upstream (NamespaceDefaultLabelName, GA in 1.22): the label
+        kubernetes.io/metadata.name is the namespace's name, set on every write, so a
+        NetworkPolicy's namespaceSelector can pick a namespace by name."""
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        meta, name = obj["metadata"], obj["metadata"].get("name")
+        labels = meta.get("labels") or {}
+        if isinstance(labels, dict) and isinstance(name, str) and name:  # else: invalid
+            meta["labels"] = {**labels, NAME_LABEL: name}
 
     def initial_status(self, given: Any) -> Obj:
         return {"phase": "Active"}

@@ -1,9 +1,9 @@
-"""`podlab kubeconfig | apply | get | probe`: the lab's control plane from the shell.
+"""`podlab kubeconfig | apply | get | probe | reach`: the lab's control plane from the shell.
 
 Tables for people, `--json` for scripts; the lab is found by name (`--name`, default
-`lab`), as for every other command. The official client (and pyroute2, for `probe`) is
-imported only by the commands that use it: it costs every other `podlab` command half a
-second otherwise.
+`lab`), as for every other command. The official client (and pyroute2, for `probe` and
+`reach`) is imported only by the commands that use it: it costs every other `podlab`
+command half a second otherwise.
 """
 
 from __future__ import annotations
@@ -13,13 +13,24 @@ import ipaddress
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from podlab.kubeapi.kinds import BUILTIN
+from podlab.kubeapi.names import dns1123_label
 from podlab.kubeapi.resources import Resource
 from podlab.lab.errors import LabError
-from podlab.lab.shell import add_name, find_lab
+from podlab.lab.reachability import (
+    LEGEND,
+    ExpectationError,
+    Reachability,
+    check_port,
+    check_protocol,
+    comparison,
+    differences,
+)
+from podlab.lab.shell import add_name, find_lab, podlab_command
 from podlab.lab.state import LabState
 from podlab.lab.tables import table
 
@@ -27,6 +38,7 @@ if TYPE_CHECKING:
     from podlab.lab.kube.manifests import Applied, LabApi
 
 WAIT_TIMEOUT = 120.0
+T = TypeVar("T")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,6 +71,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--proto", choices=("tcp", "udp"), default="tcp", help="default tcp")
     p.add_argument("--json", action="store_true", help="the result as one JSON object")
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("reach", help="probe every ordered pair of pods on every port and "
+                                     "protocol at once; print the truth tables")
+    add_name(p)
+    p.add_argument("--namespaces", default="x,y,z", type=_listed(_namespace),
+                   help="comma-separated; their Running pods are probed (default x,y,z: "
+                        "the upstream model's)")
+    p.add_argument("--ports", default="80,81", type=_listed(lambda w: check_port(int(w))),
+                   help="comma-separated (default 80,81)")
+    p.add_argument("--protocols", default="tcp,udp", type=_listed(check_protocol),
+                   help="comma-separated: tcp (a handshake), udp (an echo); default both")
+    p.add_argument("--timeout", type=float, default=1.0,
+                   help="seconds for every probe's answer, all probes running at once "
+                        "(default 1)")
+    p.add_argument("--expect", metavar="FILE",
+                   help="a JSON expectation (docs/reach.md): print expected, observed and "
+                        "their differences; exit 1 on any")
+    p.add_argument("--json", action="store_true",
+                   help='{"pairs": [{"from", "to", "port", "protocol", "connected"}]}, '
+                        'with --expect a "differences" list too')
+    p.set_defaults(func=cmd_reach)
 
 
 def _state(name: str) -> LabState:
@@ -208,3 +241,47 @@ def _target(api: LabApi, target: str, port: int | None) -> tuple[str, int]:
                     for p in c.get("ports", [])]
         return str(ip), port or (int(declared[0]) if declared else 80)
     raise LabError(f"TO {target!r}: expected ns/name, svc/ns/name or an IP")
+
+
+def _listed(check: Callable[[str], T]) -> Callable[[str], list[T]]:
+    """An argparse type: comma-separated words, each through `check`."""
+    def parse(text: str) -> list[T]:
+        try:
+            return [check(word.strip()) for word in text.split(",")]
+        except (ExpectationError, ValueError) as e:
+            raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+    return parse
+
+
+def _namespace(word: str) -> str:
+    if problems := dns1123_label(word):
+        raise ValueError(f"{word!r} is no namespace: {problems[0]}")
+    return word
+
+
+def cmd_reach(args: argparse.Namespace) -> int:
+    from podlab.lab.reach import lab_pods, probe_matrix
+
+    expected = Reachability.load(args.expect) if args.expect else None
+    state, api = _lab(args.name)
+    pods = lab_pods(state, api, args.namespaces)
+    if not pods:
+        raise LabError(f"no Running pods in namespace(s) {', '.join(args.namespaces)} of lab "
+                       f"{args.name!r}; the upstream model: `{sys.executable} -m "
+                       f"podlab.lab.netpol_model | {podlab_command()} apply --name {args.name} "
+                       "-f - --wait`")
+    names = [p.name for p in pods]
+    if expected and (unmatched := expected.unmatched(names)):
+        raise ExpectationError(
+            f"{args.expect}: pairs name pods that namespace(s) {', '.join(args.namespaces)} "
+            f"do not have: {', '.join(f'{r.source} -> {r.target}' for r in unmatched)}; the "
+            f"pods are in `podlab get pods --name {args.name}`")
+    observed = probe_matrix(pods, args.ports, args.protocols, args.timeout)
+    wrong = differences(expected, observed) if expected else []
+    if args.json:
+        print(json.dumps({**observed.to_json(), **(
+            {"differences": [d.to_json() for d in wrong]} if expected else {})}))
+    else:
+        print(f"{LEGEND}\n")
+        print(comparison(expected, observed) if expected else observed.render())
+    return 1 if wrong else 0

@@ -1,4 +1,5 @@
-"""A node netns with a client pod and three backend pods, the programs on every pod's eth0."""
+"""A node netns with pods on veth pairs, the programs on every pod's eth0: a client and three
+backends for the LB (`lb`), pods a, b, c and the policy maps for NetworkPolicy (`pol`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from podlab.datapath.bpf import Programs, ServiceMaps
+from podlab.datapath.bpf import PolicyMaps, PolicyStats, Programs, ServiceMaps
+from podlab.datapath.bpf.policy_model import (
+    FIRST_POD_IDENTITY,
+    HOST_IDENTITY,
+    Endpoint,
+    PolicyState,
+    Rule,
+)
 from tests.e2e.bpf.world import World
 
 pytest.register_assert_rewrite("tests.e2e.bpf.world")
@@ -42,3 +50,52 @@ def lb(world: World) -> Setup:
     for pod in world.pods.values():
         programs.attach(pod.netns, "eth0")
     return Setup(world, programs, world.service_maps())
+
+
+POLICY_PODS = ("a", "b", "c")
+Rules = dict[str, frozenset[Rule]]
+
+
+@dataclass
+class PolicySetup:
+    world: World
+    programs: Programs
+    maps: PolicyMaps
+    services: ServiceMaps
+
+    def identity(self, pod: str) -> int:
+        return FIRST_POD_IDENTITY + self.world.pods[pod].index
+
+    def ip(self, pod: str) -> str:
+        return self.world.pods[pod].ip
+
+    def state(self, *, ingress: Rules | None = None, egress: Rules | None = None,
+              cidrs: dict[str, int] | None = None, host: bool = True) -> PolicyState:
+        """Every pod its identity (and the router's addresses the host's, unless `host` is
+        False); `ingress`/`egress`: pod -> rules (absent: not isolated)."""
+        pods = {p.ip: self.identity(name) for name, p in self.world.pods.items()}
+        if host:
+            pods |= {p.gateway: HOST_IDENTITY for p in self.world.pods.values()}
+        ingress, egress = ingress or {}, egress or {}
+        endpoints = {p.ip: Endpoint(p.ip, self.identity(name), ingress.get(name),
+                                    egress.get(name))
+                     for name, p in self.world.pods.items()}
+        return PolicyState(pods=pods, cidrs=cidrs or {}, endpoints=endpoints)
+
+    def sync(self, ingress: Rules | None = None, egress: Rules | None = None,
+             cidrs: dict[str, int] | None = None, host: bool = True) -> PolicyStats:
+        return self.maps.sync(self.state(ingress=ingress, egress=egress, cidrs=cidrs, host=host))
+
+
+@pytest.fixture
+def pol(world: World) -> PolicySetup:
+    """Pods a, b, c, each serving TCP and UDP on 8080, the programs on every eth0."""
+    for name in POLICY_PODS:
+        world.add_pod(name)
+        world.serve(name)
+    programs = world.programs()
+    for pod in world.pods.values():
+        programs.attach(pod.netns, "eth0")
+    maps = PolicyMaps(world.pin_dir)
+    world.cleanups.append(maps.close)
+    return PolicySetup(world, programs, maps, world.service_maps())

@@ -192,7 +192,7 @@ def test_gc_removes_expired_entries_only(lb: Setup) -> None:
     held, _ = tcp_connect(netns, VIP, 80)
     assert {c.protocol for c in ct.connections()} == {"tcp", "udp"}
     assert deadline_poll(lambda: any(c.expires_in < 0 for c in ct.connections()), 5)
-    assert ct.gc() == 2  # the UDP flow, both directions
+    assert ct.gc() == 4  # the UDP flow: both directions, and the policy's entry at each end
     assert [c.protocol for c in ct.connections()] == ["tcp"]
     held.close()
     ct.close()

@@ -8,13 +8,15 @@ so the steps of test_datapaths.py run on one lab rather than one lab each.
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
 from podlab.datapath import datapath, kernel_has_ipvlan, select_datapath
 from podlab.datapath.bpf import Backend as LbBackend
-from podlab.datapath.bpf import Programs, Service, ServiceMaps, bpffs
+from podlab.datapath.bpf import PolicyMaps, Programs, Service, ServiceMaps, bpffs
 from podlab.datapath.bpf import ServicePort as LbServicePort
+from podlab.datapath.bpf.policy_model import Endpoint, PolicyState, Rule
 from podlab.datapath.kubeproxy import Backend, KubeProxy, ServicePort
 from podlab.datapath.netlink import in_netns
 from podlab.fakecloud import default_topology
@@ -101,6 +103,20 @@ def test_ipvlan_through_the_agent_and_podlab_cni(lab_factory: LabFactory) -> Non
     assert [link["ifname"] for link in ip_json(lab, "default/a", "link")] == ["lo"]
 
 
+def assert_ebpf_policy(pins: Path, netns: str, ip_a: str, ip_b: str) -> None:
+    """NetworkPolicy on the same eth0 (issue 14): the ipvlan pod's egress policy sees the
+    Service's backend after translation, so allowing or not b's identity decides."""
+    maps = PolicyMaps(pins)
+    try:
+        for peer, reached in ((257, True), (258, False)):
+            maps.sync(PolicyState(pods={ip_a: 256, ip_b: 257}, endpoints={ip_a: Endpoint(
+                ip_a, 256, egress=frozenset({Rule(peer, socket.IPPROTO_TCP, 8080)}))}))
+            assert probe(netns, EBPF_VIP, 80, "tcp")[0] is reached, f"egress to {peer}"
+        maps.sync(PolicyState())
+    finally:
+        maps.close()
+
+
 def assert_ebpf_service(lab: Lab, ip_a: str, ip_b: str) -> None:
     """The eBPF Service programs on an ipvlan pod's own eth0 (issue 13): a VIP outside the
     Service CIDR, so that it leaves by eth0 and not by veth1, reaches the backend, which
@@ -120,6 +136,7 @@ def assert_ebpf_service(lab: Lab, ip_a: str, ip_b: str) -> None:
             while chunk := sock.recv(4096):
                 answer += chunk
         assert answer.decode().endswith(ip_a), "the backend sees the ipvlan pod's own IP"
+        assert_ebpf_policy(pins, netns, ip_a, ip_b)
     finally:
         programs.detach(netns, "eth0")
         programs.close()

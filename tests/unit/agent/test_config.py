@@ -56,6 +56,7 @@ def test_unknown_key_is_named() -> None:
     ({"access_key_id": "ak"}, "access_key_secret"),
     ({"service_proxy": "ipvs"}, "service_proxy"),
     ({"service_proxy": "ebpf", "kube_api": "https://api", "node_name": "n1"}, "bpf_pin_dir"),
+    ({"flow_allow_sampling": -1}, "flow_allow_sampling"),
 ])
 def test_check_refuses_with_the_field_named(raw: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError, match=field):

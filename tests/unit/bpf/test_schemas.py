@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -19,9 +20,9 @@ STRUCTS = {
 }
 
 
-def btf_structs() -> dict[str, tuple[int, list[tuple[str, int]]]]:
-    """struct name -> (size, [(member, byte offset)]) from tc_lb.o's BTF."""
-    obj = build.build()["tc_lb"]
+def btf_structs(obj: Path | None = None) -> dict[str, tuple[int, list[tuple[str, int]]]]:
+    """struct name -> (size, [(member, byte offset)]) from `obj`'s BTF (tc_lb.o's)."""
+    obj = obj or build.build()["tc_lb"]
     out = subprocess.run(["bpftool", "btf", "dump", "file", str(obj)], check=True,
                          capture_output=True, text=True).stdout
     structs: dict[str, tuple[int, list[tuple[str, int]]]] = {}
