@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from podlab.fakecloud import default_topology
+from podlab.cni import protocol
 from podlab.lab.errors import LabError
+from podlab.lab.flows_cli import line
 from podlab.lab.kube.manifests import LabApi, apply, load_documents, running
 from podlab.lab.kube.probe import probe
 from podlab.lab.lab import Lab
@@ -20,7 +22,9 @@ from podlab.lab.ownership import leftovers
 from podlab.lab.tables import table
 
 DEMO = "demo"
-EXAMPLE = Path(__file__).parents[2] / "examples/web.yaml"
+EXAMPLES = Path(__file__).parents[2] / "examples"
+EXAMPLE = EXAMPLES / "web.yaml"
+POLICY = EXAMPLES / "netpol.yaml"
 # Other labs and tests' namespaces may come and go while the demo runs (CI runs it beside
 # the tests): of the netns, only the demo's own names count; of the root's links, all but
 # other labs' management links.
@@ -68,6 +72,38 @@ def _matrix(lab: Lab, api: LabApi, pods: dict[str, dict[str, Any]]) -> None:
         raise LabError("the connectivity matrix has failures")
 
 
+def _policy(lab: Lab, api: LabApi, pods: dict[str, dict[str, Any]]) -> None:
+    """examples/netpol.yaml in force: who reaches web-1 now, and why web-0 may not."""
+    target = pods["web-1"]
+    if lab.state.node(target["spec"]["nodeName"]).service_proxy != "ebpf":
+        print(" (skipped: this kernel has no eBPF Services here, so no NetworkPolicy)")
+        return
+    apply(api, load_documents(POLICY.read_text(), "examples/netpol.yaml"), "examples/netpol.yaml",
+          progress=lambda a: print(f" {a.kind.lower()}/{a.name} {a.action}", flush=True))
+    ip = target["status"]["podIP"]
+    sources = {"client": True, "web-0": False, target["spec"]["nodeName"]: True}
+
+    def netns(source: str) -> str:
+        return (lab.state.pod("default", source).netns if source in pods
+                else lab.state.node(source).netns)
+
+    def seen() -> dict[str, bool]:
+        return {s: probe(netns(s), ip, 8080, "tcp")[0] for s in sources}
+
+    _wait("the policy enforced", lambda: seen() == sources, timeout=10)
+    print(table(["from", "to web-1:8080", "as the policy says"],
+                [[s, "connects" if ok else "dropped", "✓ allowed" if ok else "✓ denied"]
+                 for s, ok in sources.items()]))
+    node = lab.state.node(target["spec"]["nodeName"])
+    drops = protocol.call(node.agent_socket, "flows", timeout=10, after=0, wait=0,
+                          verdict="dropped", pod="default/web-1")["flows"]
+    print(f"\n`podlab flows --name {DEMO} --verdict dropped` on {node.name}:")
+    for record in drops[-1:]:
+        print(f" {line(record)}")
+    if not drops:
+        raise LabError("the policy's drop is not in the flow log")
+
+
 def run_demo() -> int:
     before = _host_snapshot()
     _step("Bringing up a 2-node lab: VPC, vSwitches in two zones, the cloud, a node agent "
@@ -108,6 +144,9 @@ def run_demo() -> int:
         print(f" {'✓' if again == ip else '✗'} web-1: {ip} before, {again} after")
         if again != ip:
             raise LabError("web-1 came back with another IP")
+        _step("A NetworkPolicy in eBPF on the pods' interfaces: the web pods take HTTP "
+              "from the client only (examples/netpol.yaml)")
+        _policy(lab, api, api.pods())
         _step("Tearing down")
     finally:
         lab.down()

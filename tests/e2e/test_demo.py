@@ -17,4 +17,8 @@ def test_the_demo_runs_and_cleans_up() -> None:
     assert "SVC/WEB" in demo.stdout
     assert "cloud calls" in demo.stdout
     assert "✓ web-1:" in demo.stdout, "the StatefulSet pod came back with its IP"
+    assert "networkpolicy/web-from-client created" in demo.stdout
+    assert "✓ denied" in demo.stdout, "web-0 is refused by the policy, the client is not"
+    assert "ingress DROPPED no-policy-allows (policies: default/web-from-client)" in \
+        demo.stdout, "the flow log names the drop's reason and policy"
     assert "The host is as it was" in demo.stdout
