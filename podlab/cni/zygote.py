@@ -38,10 +38,12 @@ from typing import IO, Any, NoReturn
 
 PR_SET_PDEATHSIG = 1
 CLONE_NEWNET = 0x40000000
-# What an agent imports: the daemon, and the API client its pod watch loads next (whose
-# API classes and models import on first use: 34 MiB in each agent, were they not here).
-# Only the zygote imports them; the lab imports this module for the client half below.
-PRELOAD = ("podlab.cni.agent", "podlab.cni.kubewatch", "kubernetes.client.api.core_v1_api",
+# What an agent imports: the daemon, and the API client its watches (pods; Services and
+# policies in eBPF mode) load next, whose API classes and models import on first use: 34
+# MiB in each agent, were they not here. Only the zygote imports them; the lab imports this
+# module for the client half below.
+PRELOAD = ("podlab.cni.agent", "podlab.cni.kubewatch", "podlab.cni.servicewatch",
+           "podlab.cni.policywatch", "kubernetes.client.api.core_v1_api",
            "podlab.datapath.netlink")
 
 
