@@ -197,8 +197,9 @@ class Lab:
             steps.append(Step("agents", "started the node agents; their pools are warm",
                               partial(self._start_agents, self.agents)))
         if self.with_control_plane:
-            services = ("Services by the agents' eBPF programs" if self.service_proxy == "ebpf"
-                        else f"kube-proxy in {self.service_proxy} mode")
+            services = ("Services and NetworkPolicy by the agents' eBPF programs"
+                        if self.service_proxy == "ebpf" else
+                        f"kube-proxy in {self.service_proxy} mode; NetworkPolicy not enforced")
             steps.append(Step("control-plane", "started the control plane (Kubernetes API, "
                               f"scheduler, node runtimes, {services})",
                               self._start_control_plane))

@@ -232,7 +232,7 @@ def test_podlab_up_takes_kube_proxy_as_the_baseline_on_demand() -> None:
     up = podlab("up", "--name", name, "--nodes", "1", "--service-proxy", "nftables")
     try:
         assert up.returncode == 0, up.stderr
-        assert "kube-proxy in nftables mode" in up.stderr
+        assert "kube-proxy in nftables mode; NetworkPolicy not enforced" in up.stderr
         status = json.loads(podlab("status", "--name", name, "--json").stdout)
         assert [n["service_proxy"] for n in status["nodes"]] == ["nftables"]
         rules = podlab("exec", "--name", name, "n1", "--", "nft", "list", "ruleset")
