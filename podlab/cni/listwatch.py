@@ -22,6 +22,11 @@ WATCH_TIMEOUT = 60  # seconds a watch lasts before a relist (bounds drift)
 Obj = dict[str, Any]
 
 
+def object_key(obj: Obj) -> str:
+    """namespace/name: what an object is known by between the list and the watch."""
+    return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+
+
 class Reader(Protocol):
     """What a ListWatch feeds; called from the resources' threads, one call at a time per
     resource, so a reader guards what its resources share."""

@@ -97,6 +97,10 @@ class NodePolicy:
         self.endpoints = Gauge("podlab_agent_policy_endpoints", "The node's pods in the "
                                "policy maps, by direction they are isolated in (none: not "
                                "isolated).", ["isolated"], registry=registry)
+        self.map_entries = Gauge("podlab_agent_policy_map_entries", "Entries in the policy "
+                                 "maps after the last write, by map: how near each is to its "
+                                 "capacity, past which writes are refused.", ["map"],
+                                 registry=registry)
         self.refused = Counter("podlab_agent_policy_write_failed", "Policy writes refused "
                                "(a map would overflow, or the kernel said no); the previous "
                                "state is kept.", registry=registry)
@@ -137,6 +141,8 @@ class NodePolicy:
         self.watch = PolicyWatch(config.kube_api, self.node, node_addresses, self,
                                  self.events, token=config.kube_token(),
                                  ca_file=config.kube_ca_file).start()
+        if self._stop.is_set():  # stop() came during the import, and saw no watch to stop
+            self.watch.stop()
 
     def write(self, compiled: Compiled) -> None:
         state, before = compiled.state, self._compiled
@@ -155,6 +161,8 @@ class NodePolicy:
                     compile_ms=compiled.compile_ms, written=stats.written,
                     removed=stats.removed, swapped=stats.swapped, unchanged=stats.unchanged)
         self._count(state)
+        for name, n in stats.entries.items():
+            self.map_entries.labels(name).set(n)
 
     def _count(self, state: PolicyState) -> None:
         self.identities.labels("pod").set(

@@ -21,8 +21,9 @@ from typing import Any, Protocol
 from kubernetes import client
 
 from podlab.cni.kubeclient import api_client
-from podlab.cni.listwatch import ListWatch, Obj
+from podlab.cni.listwatch import ListWatch, Obj, object_key
 from podlab.cni.policy import compile_state
+from podlab.cni.policy.objects import addressed_pods
 from podlab.datapath.bpf.policy_model import PolicyState
 
 Compiler = Callable[..., PolicyState]  # compile_state's signature
@@ -45,21 +46,9 @@ class PolicyWriter(Protocol):
 
 
 def pod_names(pods: Iterable[Obj]) -> dict[str, str]:
-    """Each pod address -> namespace/name; host-network pods have the node's address."""
-    names = {}
-    for pod in pods:
-        if (pod.get("spec") or {}).get("hostNetwork"):
-            continue
-        status, meta = pod.get("status") or {}, pod["metadata"]
-        ips = [a.get("ip") for a in status.get("podIPs") or []] or [status.get("podIP")]
-        for ip in ips:
-            if ip:
-                names[ip] = f"{meta.get('namespace', '')}/{meta['name']}"
-    return names
-
-
-def _key(obj: Obj) -> str:
-    return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+    """Each pod address the compiler knows -> the pod it gives it to (namespace/name): a
+    finished or terminating pod never names its address's new owner."""
+    return {f.ip: f.key for f in addressed_pods(pods)}
 
 
 class PolicyWatch:
@@ -101,7 +90,7 @@ class PolicyWatch:
 
     def listed(self, resource: str, objects: list[Obj]) -> None:
         with self._wake:
-            self._objects[resource] = {_key(o): o for o in objects}
+            self._objects[resource] = {object_key(o): o for o in objects}
             self._listed.add(resource)
             self._dirty = True
             self._wake.notify()
@@ -110,9 +99,9 @@ class PolicyWatch:
         arrived = time.monotonic()
         with self._wake:
             if kind == "DELETED":
-                self._objects[resource].pop(_key(obj), None)
+                self._objects[resource].pop(object_key(obj), None)
             else:
-                self._objects[resource][_key(obj)] = obj
+                self._objects[resource][object_key(obj)] = obj
             self._dirty = True
             self._since.append(arrived)
             self._wake.notify()

@@ -107,6 +107,8 @@ class NodeServices:
         self.watch = ServiceWatch(config.kube_api, self, self.events,
                                   token=config.kube_token(),
                                   ca_file=config.kube_ca_file).start()
+        if self._stop.is_set():  # stop() came during the import, and saw no watch to stop
+            self.watch.stop()
 
     def _gc_loop(self) -> None:
         while not self._stop.wait(GC_PERIOD):

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from kubernetes import client
 
 from podlab.cni.kubeclient import api_client
-from podlab.cni.listwatch import ListWatch, Obj
+from podlab.cni.listwatch import ListWatch, Obj, object_key
 from podlab.datapath.bpf import Backend, Service, ServicePort
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -63,10 +63,6 @@ def lb_service(svc: Obj, slices: Iterable[Obj]) -> Service | None:
     return Service(ip, tuple(ports), affinity, meta.get("namespace", ""), meta["name"])
 
 
-def _key(obj: Obj) -> str:
-    return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
-
-
 def _owner(endpoint_slice: Obj) -> str:
     labels = endpoint_slice["metadata"].get("labels") or {}
     return f"{endpoint_slice['metadata'].get('namespace', '')}/" \
@@ -101,11 +97,11 @@ class ServiceWatch:
     def listed(self, resource: str, objects: list[Obj]) -> None:
         with self._lock:
             if resource == "services":
-                self._services = {_key(o): o for o in objects}
+                self._services = {object_key(o): o for o in objects}
             else:
                 self._slices = {}
                 for o in objects:
-                    self._slices.setdefault(_owner(o), {})[_key(o)] = o
+                    self._slices.setdefault(_owner(o), {})[object_key(o)] = o
             self._listed.add(resource)
             if len(self._listed) == self._resources:
                 self._sync_all()
@@ -113,7 +109,7 @@ class ServiceWatch:
     def changed(self, resource: str, kind: str, obj: Obj) -> None:
         with self._lock:
             if resource == "services":
-                service = _key(obj)
+                service = object_key(obj)
                 if kind == "DELETED":
                     self._services.pop(service, None)
                 else:
@@ -122,9 +118,9 @@ class ServiceWatch:
                 service = _owner(obj)
                 mine = self._slices.setdefault(service, {})
                 if kind == "DELETED":
-                    mine.pop(_key(obj), None)
+                    mine.pop(object_key(obj), None)
                 else:
-                    mine[_key(obj)] = obj
+                    mine[object_key(obj)] = obj
             if len(self._listed) == self._resources:
                 self._update(service)
 

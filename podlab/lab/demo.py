@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from podlab.fakecloud import default_topology
 from podlab.cni import protocol
+from podlab.fakecloud import default_topology
 from podlab.lab.errors import LabError
 from podlab.lab.flows_cli import line
 from podlab.lab.kube.manifests import LabApi, apply, load_documents, running

@@ -11,6 +11,7 @@ import json
 import queue
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -49,7 +50,8 @@ def enforcing_nodes(state: LabState, node: str | None) -> list[NodeState]:
         if n.service_proxy != "ebpf":
             raise LabError(f"node {n.name} of lab {state.name!r} serves Services by "
                            f"{n.service_proxy or 'nothing'} and enforces no NetworkPolicy, so "
-                           f"it has no flows: `podlab up --service-proxy ebpf`")
+                           f"it has no flows; a lab that enforces it: `podlab up --name NEW "
+                           "--service-proxy ebpf`")
     return nodes
 
 
@@ -87,7 +89,7 @@ def _follow(cursor: Cursor, out: queue.Queue[Record]) -> None:
         try:
             flows = cursor.read(FOLLOW_WAIT)
         except LabError:  # the agent restarts; its successor's log is read from its start
-            threading.Event().wait(RETRY)
+            time.sleep(RETRY)  # a backoff between attempts, not a wait for an event
             continue
         for record in flows:
             out.put(record)

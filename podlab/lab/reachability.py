@@ -167,11 +167,6 @@ class Reachability:
         """Every pod (itself included) to `target`."""
         return self.expect(ANY, target, connected, port, protocol)
 
-    def expect_all_egress(self, source: str, connected: bool, port: int | None = None,
-                          protocol: str | None = None) -> Reachability:
-        """`source` to every pod (itself included)."""
-        return self.expect(source, ANY, connected, port, protocol)
-
     def allow_loopback(self) -> Reachability:
         """Every pod reaches itself, whatever the rules before said (as upstream's
         AllowLoopback; a pod's connection to its own IP never leaves it)."""

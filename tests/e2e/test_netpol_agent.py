@@ -202,6 +202,7 @@ def test_a_default_deny_drops_and_flows_name_the_reason_and_the_policy(
     assert n1['podlab_agent_policy_drops_total{reason="no-policy-allows"}'] >= 1
     assert n1["podlab_agent_policy_enforcement_seconds_count"] >= 2
     assert n1['podlab_agent_policy_endpoints{isolated="ingress"}'] == 1
+    assert n1['podlab_agent_policy_map_entries{map="pol_ingress_map"}'] == 1
     assert n1['podlab_agent_policy_identities{kind="pod"}'] >= 2
 
 

@@ -17,6 +17,7 @@ from podlab.cni.policy.identities import (
     IdentityKey,
     cidr_identities,
     describe,
+    describe_cidr,
     pod_identities,
 )
 from podlab.cni.policy.objects import (
@@ -28,9 +29,9 @@ from podlab.cni.policy.objects import (
     Policy,
     PolicyRule,
     PortSpec,
+    addressed_pods,
     namespace_labels,
     parse_policy,
-    pod_facts,
 )
 from podlab.cni.policy.prefixes import PrefixSet
 from podlab.cni.policy.selectors import LabelIndex
@@ -149,7 +150,7 @@ class Cluster:
     def labels(self) -> dict[int, str]:
         labels = {HOST_IDENTITY: "host", WORLD_IDENTITY: "world"}
         labels.update((i, describe(k)) for k, i in self.identity_of.items())
-        labels.update((i, f"cidr:{p}") for p, i in self.cidr_of.items())
+        labels.update((i, describe_cidr(p)) for p, i in self.cidr_of.items())
         return labels
 
 
@@ -212,7 +213,7 @@ class _Enforcement:
 def compile_state(pods: Iterable[Obj], namespaces: Iterable[Obj], policies: Iterable[Obj],
                   *, node: str, host_ips: Iterable[str]) -> PolicyState:
     """What `node`'s maps hold for these objects (plain API dicts, networking.k8s.io/v1)."""
-    facts = [f for f in map(pod_facts, pods) if f is not None]
+    facts = addressed_pods(pods)
     cluster = Cluster(facts, namespaces, map(parse_policy, policies))
     local = [p for p in facts if p.node == node]
     enforcement = _Enforcement(cluster, {cluster.pod_identity[p.key] for p in local})

@@ -50,6 +50,11 @@ def pod_identities(keys: Iterable[IdentityKey]) -> dict[IdentityKey, int]:
     return assign(keys, _canonical, FIRST_POD_IDENTITY, FIRST_CIDR_IDENTITY)
 
 
+def describe_cidr(prefix: ipaddress.IPv4Network) -> str:
+    """'cidr:10.0.0.0/8': what a CIDR identity stands for, its hash's input too."""
+    return f"cidr:{prefix}"
+
+
 def cidr_identities(prefixes: Iterable[ipaddress.IPv4Network]
                     ) -> dict[ipaddress.IPv4Network, int]:
-    return assign(prefixes, lambda p: f"cidr:{p}", FIRST_CIDR_IDENTITY, CIDR_END)
+    return assign(prefixes, describe_cidr, FIRST_CIDR_IDENTITY, CIDR_END)

@@ -8,6 +8,7 @@ IPv4 only, as the datapath: an IPv6 pod address or ipBlock can match no packet h
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ class PodFacts:
     ip: str
     node: str
     ports: tuple[NamedPort, ...]  # its containers' named ports
+    terminating: bool = False  # deleted, in its grace period
 
 
 def pod_facts(pod: Obj) -> PodFacts | None:
@@ -69,7 +71,20 @@ def pod_facts(pod: Obj) -> PodFacts | None:
     namespace = str(meta.get("namespace") or "default")
     return PodFacts(f"{namespace}/{meta.get('name', '')}", namespace,
                     tuple(sorted(_labels(meta).items())), str(ip),
-                    str(spec.get("nodeName") or ""), ports)
+                    str(spec.get("nodeName") or ""), ports,
+                    bool(meta.get("deletionTimestamp")))
+
+
+def addressed_pods(pods: Iterable[Obj]) -> list[PodFacts]:
+    """The facts of the pods with an address, one pod per address. Two claim one when a
+    terminating pod's address was given to a new pod before the API forgot the old one:
+    the live pod has it, so its rules apply (then the lower ns/name, as on every node),
+    never whichever a dict happened to keep."""
+    chosen: dict[str, PodFacts] = {}
+    for f in sorted((f for f in map(pod_facts, pods) if f is not None),
+                    key=lambda f: (f.terminating, f.key)):
+        chosen.setdefault(f.ip, f)
+    return list(chosen.values())
 
 
 @dataclass(frozen=True)

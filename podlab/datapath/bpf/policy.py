@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from ctypes import c_uint8, c_uint32
 from dataclasses import dataclass, field
@@ -54,16 +55,12 @@ class TrieEntry(NamedTuple):
     port: int
 
     def key(self) -> RuleKey:
-        return RuleKey(prefixlen=self.prefixlen, identity=_htonl(self.identity),
+        return RuleKey(prefixlen=self.prefixlen, identity=socket.htonl(self.identity),
                        proto=self.protocol, port=pack_port(self.port))
 
     @classmethod
     def of(cls, key: RuleKey) -> TrieEntry:
-        return cls(key.prefixlen, _htonl(key.identity), key.proto, unpack_port(key.port))
-
-
-def _htonl(value: int) -> int:
-    return int.from_bytes(value.to_bytes(4, "little"), "big")
+        return cls(key.prefixlen, socket.ntohl(key.identity), key.proto, unpack_port(key.port))
 
 
 def _port_blocks(first: int, last: int) -> Iterator[tuple[int, int]]:

@@ -106,11 +106,14 @@ def test_a_burst_of_events_coalesces_into_few_compiles(
         watch.stop()
 
 
-def test_pod_names_by_address_skip_host_network_pods() -> None:
-    pods: list[Obj] = [{"metadata": {"namespace": "x", "name": "a"},
-             "status": {"podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}},
-            {"metadata": {"namespace": "x", "name": "b"}, "status": {"podIP": "10.0.0.2"}},
-            {"metadata": {"namespace": "kube-system", "name": "node-agent"},
-             "spec": {"hostNetwork": True}, "status": {"podIP": "192.168.0.10"}},
-            {"metadata": {"namespace": "x", "name": "pending"}, "status": {}}]
-    assert pod_names(pods) == {"10.0.0.1": "x/a", "fd00::1": "x/a", "10.0.0.2": "x/b"}
+def test_pod_names_by_address_skip_host_network_and_finished_pods() -> None:
+    pods: list[Obj] = [
+        {"metadata": {"namespace": "x", "name": "a"},
+         "status": {"podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}},
+        {"metadata": {"namespace": "x", "name": "old"},
+         "status": {"podIP": "10.0.0.2", "phase": "Succeeded"}},
+        {"metadata": {"namespace": "x", "name": "b"}, "status": {"podIP": "10.0.0.2"}},
+        {"metadata": {"namespace": "kube-system", "name": "node-agent"},
+         "spec": {"hostNetwork": True}, "status": {"podIP": "192.168.0.10"}},
+        {"metadata": {"namespace": "x", "name": "pending"}, "status": {}}]
+    assert pod_names(pods) == {"10.0.0.1": "x/a", "10.0.0.2": "x/b"}

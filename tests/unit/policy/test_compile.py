@@ -247,6 +247,17 @@ def test_the_address_map_holds_running_pod_network_pods_and_the_node() -> None:
     assert state.labels[HOST_IDENTITY] == "host"
 
 
+def test_an_address_two_pods_claim_is_the_live_pods_whatever_their_order() -> None:
+    # x/a is terminating and its address already went to x/new (no policy selects it).
+    old = pod("x", "a", XA)
+    old["metadata"]["deletionTimestamp"] = "2026-12-01T12:00:00Z"
+    deny = [policy("x", "deny", labels(pod="a"))]
+    for pods in ([old, pod("x", "new", XA)], [pod("x", "new", XA), old]):
+        state = compile_state(pods, NAMESPACES, deny, node="n1", host_ips=[NODES["n1"]])
+        assert state.endpoints[XA].ingress is None, "the new pod's (no) policy applies"
+        assert state.labels[state.pods[XA]] == "ns=x pod=new"
+
+
 def test_block_labels_name_their_prefix() -> None:
     state = states([into_xa([{"ipBlock": {"cidr": "10.9.0.1/16"}}])])["n1"]
     assert state.cidrs == {"10.9.0.0/16": state.cidrs["10.9.0.0/16"]}
