@@ -24,9 +24,10 @@ def test_ipvlan_datapath_in_the_vm() -> None:
     # Every import crosses 9p into an emulated CPU: load no more than these cases need, and
     # compile them here, because the guest sees this tree read-only and would recompile
     # every module in every process. Without KVM, on a machine busy with the rest of the
-    # suite, this takes 5 to 7 minutes, most of it two agents importing the cloud SDKs
-    # (2,300 modules, 140 s each in the guest against 1.4 s here). The guest's per-test
-    # limit is therefore the whole run's, not the host's 300 s.
+    # suite, this takes 5 to 8 minutes, most of it two agents importing the cloud SDKs
+    # (2,300 modules, 140 s each in the guest against 1.4 s here), then the upstream
+    # NetworkPolicy cases (about 130 s, mostly the timeouts of denied probes). The guest's
+    # per-test limit is therefore the whole run's, not the host's 300 s.
     for tree in ("podlab", "tests"):
         compileall.compile_dir(REPO / tree, quiet=1)
     pytest_argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",

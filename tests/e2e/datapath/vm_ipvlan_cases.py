@@ -2,12 +2,14 @@
 
 Not collected on the host (its name does not start with `test_`): this host's kernel has
 no ipvlan, and strict mode would turn the skips into failures. The VM emulates its CPU,
-so the steps of test_datapaths.py run on one lab rather than one lab each.
+so the steps of test_datapaths.py run on one lab rather than one lab each, and the
+upstream NetworkPolicy cases share one lab of the model's nine pods (netpol_world.py).
 """
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,13 @@ from podlab.datapath.netlink import in_netns
 from podlab.fakecloud import default_topology
 from podlab.lab import Lab
 from podlab.lab.kube.probe import probe
-from podlab.lab.pytest_plugin import LabFactory
+from podlab.lab.netpol_model import UPSTREAM
+from podlab.lab.ownership import leftovers
+from podlab.lab.pytest_plugin import LabFactory, unique_lab_name
+from podlab.lab.reach import probe_matrix
+from podlab.lab.reachability import Reachability, differences
 from podlab.lab.workload import Workload
+from tests.e2e.datapath.netpol_world import TIMEOUTS, IpvlanWorld, NetpolPods, netpol_pods
 from tests.e2e.datapath.world import (
     PODS,
     World,
@@ -35,6 +42,7 @@ from tests.e2e.datapath.world import (
     node_snapshot,
 )
 from tests.e2e.helpers import cni, ip_json, ping
+from tests.netpol.cases import CASES, Case, run
 
 pytestmark = [pytest.mark.root, pytest.mark.kernel("ipvlan")]
 EBPF_VIP = "172.22.0.10"  # outside the lab's Service CIDR, which veth1 takes
@@ -141,3 +149,24 @@ def assert_ebpf_service(lab: Lab, ip_a: str, ip_b: str) -> None:
         programs.detach(netns, "eth0")
         programs.close()
 
+
+@pytest.fixture(scope="module")
+def netpol() -> Iterator[NetpolPods]:
+    """Upstream's netpol model on ipvlan pods over two nodes, for every case; the lab
+    torn down and leak-checked after the module."""
+    with Lab(default_topology(nodes=2), unique_lab_name(), agents=False) as lab, \
+            netpol_pods(lab) as pods:
+        yield pods
+    assert not leftovers(lab.name), f"lab {lab.name} left objects behind"
+
+
+def test_the_netpol_model_is_fully_connected_without_policy(netpol: NetpolPods) -> None:
+    observed = probe_matrix(netpol.targets, UPSTREAM.ports, UPSTREAM.protocols,
+                            max(TIMEOUTS.values()))
+    assert not differences(Reachability(True), observed), observed.render()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_upstream_netpol_case_on_ipvlan(netpol: NetpolPods, case: Case) -> None:
+    """Issue 14's "the upstream netpol cases pass on every datapath", for ipvlan."""
+    run(case, IpvlanWorld(netpol))

@@ -43,6 +43,12 @@ class PodSpec:
     vswitch: str
     ip: str
     eni: str  # the ENI id when ENIs are shared; an exclusive ENI is named after its pod
+    namespace: str = "default"
+
+    @property
+    def key(self) -> str:
+        """The pod in World's dicts: its name, `ns/name` outside the default namespace."""
+        return self.name if self.namespace == "default" else f"{self.namespace}/{self.name}"
 
 
 PODS = (
@@ -60,7 +66,7 @@ class World:
     enis: dict[str, EniLink] = field(default_factory=dict)
     pods: dict[str, PodNetwork] = field(default_factory=dict)
     results: dict[str, PodInterfaces] = field(default_factory=dict)
-    nodes: dict[str, str] = field(default_factory=dict)  # pod -> its node
+    nodes: dict[str, str] = field(default_factory=dict)  # pod (its spec's key) -> its node
 
     @property
     def exclusive(self) -> bool:
@@ -86,11 +92,11 @@ class World:
     def add(self, spec: PodSpec) -> PodNetwork:
         """Create the pod's netns, route its IP to its ENI, and plumb it."""
         eni = self.plug(spec)
-        state = self.lab.add_pod("default", spec.name, spec.node)
+        state = self.lab.add_pod(spec.namespace, spec.name, spec.node)
         pod = PodNetwork(state.netns, IPv4Address(spec.ip), eni)
-        self.results[spec.name] = self.datapath.setup(self.node_netns(spec.node), pod)
-        self.pods[spec.name] = pod
-        self.nodes[spec.name] = spec.node
+        self.results[spec.key] = self.datapath.setup(self.node_netns(spec.node), pod)
+        self.pods[spec.key] = pod
+        self.nodes[spec.key] = spec.node
         return pod
 
 

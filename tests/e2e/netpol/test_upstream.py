@@ -1,6 +1,6 @@
 """The upstream NetworkPolicy cases (tests/netpol/cases.py) in a real lab, on the veth and
-exclusive-ENI datapaths this host's kernel runs (ipvlan needs the VM's kernel and is not
-run here). One lab per datapath holds upstream's
+exclusive-ENI datapaths this host's kernel runs (ipvlan needs the VM's kernel: the same
+cases run there, in tests/e2e/datapath/netpol_world.py). One lab per datapath holds upstream's
 model for every case; after each case its policies are deleted and its label changes
 undone, and the model must be fully connected again before the next one starts. Each
 expectation is probed until the whole matrix matches it or the deadline passes, and then
