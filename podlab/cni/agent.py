@@ -250,7 +250,8 @@ class Agent:
             "info": lambda: {**pool.info(), "datapath": dp.name,
                              "service_proxy": self.config.service_proxy,
                              "services_synced": bool(self.services and self.services.synced),
-                             "policy_synced": bool(self.policy and self.policy.synced)},
+                             "policy_synced": bool(self.policy and self.policy.synced),
+                             "policy_version": self.policy.version if self.policy else 0},
             "gc": lambda: {"released": pool.gc(request["pods"])},
             "gc_containers": lambda: {"released": pool.gc_containers(request["containers"])},
         }

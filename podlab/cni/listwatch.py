@@ -31,8 +31,9 @@ class Reader(Protocol):
     """What a ListWatch feeds; called from the resources' threads, one call at a time per
     resource, so a reader guards what its resources share."""
 
-    def listed(self, resource: str, objects: list[Obj]) -> None:
-        """Every object of `resource`, in place of what was known of it."""
+    def listed(self, resource: str, objects: list[Obj], version: str) -> None:
+        """Every object of `resource`, in place of what was known of it, as of the list's
+        resourceVersion `version`."""
 
     def changed(self, resource: str, kind: str, obj: Obj) -> None:
         """One watch event: `kind` is ADDED, MODIFIED or DELETED."""
@@ -70,7 +71,8 @@ class ListWatch:
     def _list_and_watch(self, resource: str) -> None:
         list_all = self._lists[resource]
         listed = list_all()
-        self.reader.listed(resource, [self._plain(o) for o in listed.items])
+        self.reader.listed(resource, [self._plain(o) for o in listed.items],
+                           str(listed.metadata.resource_version or ""))
         watch = Watch()
         self._watches.append(watch)
         try:

@@ -86,6 +86,7 @@ class NodePolicy:
         self.flows = FlowLog()
         self._reader = FlowReader(self.pin_dir)
         self._compiled: Compiled | None = None  # the last written, for the flows' names
+        self.version = 0  # the newest API resourceVersion the maps enforce (agent info)
         self._stop = threading.Event()
         self.latency = Histogram(
             "podlab_agent_policy_enforcement_seconds", "From a Pod, Namespace or "
@@ -154,12 +155,13 @@ class NodePolicy:
             self.refused.inc()
             self.events("policy_write_failed", error=str(e))
             return
-        written = time.monotonic()
+        written, self.version = time.monotonic(), compiled.version
         for arrived in compiled.since:
             self.latency.observe(written - arrived)
         self.events("policy_written", endpoints=len(state.endpoints), events=len(compiled.since),
-                    compile_ms=compiled.compile_ms, written=stats.written,
-                    removed=stats.removed, swapped=stats.swapped, unchanged=stats.unchanged)
+                    version=compiled.version, compile_ms=compiled.compile_ms,
+                    written=stats.written, removed=stats.removed, swapped=stats.swapped,
+                    unchanged=stats.unchanged)
         self._count(state)
         for name, n in stats.entries.items():
             self.map_entries.labels(name).set(n)

@@ -32,13 +32,24 @@ Compiler = Callable[..., PolicyState]  # compile_state's signature
 @dataclass(frozen=True)
 class Compiled:
     """One compile: the state to write, the pods' names by address (for flows), when the
-    watch events it answers arrived (time.monotonic(), for the latency metric), and how
-    long it took."""
+    watch events it answers arrived (time.monotonic(), for the latency metric), how long
+    it took, and the newest resourceVersion it includes: once written, every API change
+    up to that version is enforced (what a test waits for, rather than probing)."""
 
     state: PolicyState
     pod_names: Mapping[str, str]
     since: tuple[float, ...] = ()
     compile_ms: float = 0.0
+    version: int = 0
+
+
+def _version(value: object) -> int:
+    """A resourceVersion as a number; the lab's API counts them (upstream's are opaque,
+    and there this is only a hint)."""
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
 
 
 class PolicyWriter(Protocol):
@@ -69,6 +80,7 @@ class PolicyWatch:
         self._compile = compiler
         self._objects: dict[str, dict[str, Obj]] = {r: {} for r in lists}  # by ns/name
         self._listed: set[str] = set()
+        self._version = 0  # the newest resourceVersion seen (lists and events)
         self._dirty = False  # something changed since the last compile began
         self._since: list[float] = []  # arrivals of the watch events not yet compiled
         self._stopped = False
@@ -88,9 +100,10 @@ class PolicyWatch:
 
     # -- the watch threads ---------------------------------------------------------------
 
-    def listed(self, resource: str, objects: list[Obj]) -> None:
+    def listed(self, resource: str, objects: list[Obj], version: str) -> None:
         with self._wake:
             self._objects[resource] = {object_key(o): o for o in objects}
+            self._version = max(self._version, _version(version))
             self._listed.add(resource)
             self._dirty = True
             self._wake.notify()
@@ -102,6 +115,7 @@ class PolicyWatch:
                 self._objects[resource].pop(object_key(obj), None)
             else:
                 self._objects[resource][object_key(obj)] = obj
+            self._version = max(self._version, _version(obj["metadata"].get("resourceVersion")))
             self._dirty = True
             self._since.append(arrived)
             self._wake.notify()
@@ -120,6 +134,7 @@ class PolicyWatch:
                 pods, namespaces, policies = (list(self._objects[r].values()) for r in
                                               ("pods", "namespaces", "networkpolicies"))
                 since, self._since, self._dirty = tuple(self._since), [], False
+                version = self._version
             started = time.monotonic()
             try:
                 state = self._compile(pods, namespaces, policies, node=self.node,
@@ -128,5 +143,5 @@ class PolicyWatch:
                 self.events("policy_compile_failed", error=repr(e))
                 continue
             took = round((time.monotonic() - started) * 1000, 1)
-            self.writer.write(Compiled(state, pod_names(pods), since, took))
+            self.writer.write(Compiled(state, pod_names(pods), since, took, version))
             self.synced.set()

@@ -94,7 +94,7 @@ class ServiceWatch:
     def stop(self) -> None:
         self._watch.stop()
 
-    def listed(self, resource: str, objects: list[Obj]) -> None:
+    def listed(self, resource: str, objects: list[Obj], version: str) -> None:
         with self._lock:
             if resource == "services":
                 self._services = {object_key(o): o for o in objects}

@@ -3,8 +3,11 @@ exclusive-ENI datapaths this host's kernel runs (ipvlan needs the VM's kernel: t
 cases run there, in tests/e2e/datapath/netpol_world.py). One lab per datapath holds upstream's
 model for every case; after each case its policies are deleted and its label changes
 undone, and the model must be fully connected again before the next one starts. Each
-expectation is probed until the whole matrix matches it or the deadline passes, and then
-the expected, observed and comparison tables are printed."""
+expectation waits for every node's agent to enforce the case's last API change (its
+resourceVersion, from `info`), so that an expectation equal to the state before a step
+cannot pass early; then it is probed until the whole matrix matches it or the deadline
+passes (a UDP probe may meet a stale conntrack entry of its tuple), and then the expected,
+observed and comparison tables are printed."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from podlab.cni import protocol
 from podlab.fakecloud import Topology
 from podlab.fakecloud.topology import default_topology
 from podlab.kubeapi.kinds import BUILTIN
@@ -54,9 +58,28 @@ class LabWorld:
     every pair of the model's pods."""
 
     def __init__(self, lab: Lab, api: LabApi) -> None:
-        self.api = api
+        self.lab, self.api = lab, api
         self.pods = lab_pods(lab.state, api, UPSTREAM.namespaces)
         self.undo: dict[str, dict[str, str | None]] = {}  # API path -> labels to patch back
+        self.version = 0  # the resourceVersion of the last change made
+
+    def call(self, method: str, path: str, body: Obj | None,
+             content_type: str = "application/json") -> Obj:
+        """One write; its resourceVersion is what the agents must enforce next."""
+        answer = self.api.call(method, path, body, content_type)
+        self.version = max(self.version, int(answer["metadata"]["resourceVersion"]))
+        return answer
+
+    def enforced(self) -> None:
+        """Wait until every node's agent has written maps that include the last change."""
+        deadline = time.monotonic() + CONVERGE
+        behind = self.lab.state.nodes
+        while behind := [n for n in behind if protocol.call(n.agent_socket, "info")[
+                "policy_version"] < self.version]:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{[n.name for n in behind]} did not enforce resourceVersion "
+                            f"{self.version} within {CONVERGE:.0f}s", pytrace=False)
+            time.sleep(0.02)  # polling the agents' info, with a deadline
 
     def pod_ips(self) -> PodIPs:
         return {p.name: p.ip for p in self.pods}
@@ -65,17 +88,17 @@ class LabWorld:
         """Create it, or replace the policy of that name (upstream's UpdatePolicy)."""
         meta = policy["metadata"]
         try:
-            self.api.call("POST", self.api.path(POLICIES, meta["namespace"]), policy)
+            self.call("POST", self.api.path(POLICIES, meta["namespace"]), policy)
         except ApiException as e:
             if e.status != 409:
                 raise
             path = self.api.path(POLICIES, meta["namespace"], meta["name"])
             version = self.api.call("GET", path)["metadata"]["resourceVersion"]
-            self.api.call("PUT", path, {**policy, "metadata": {**meta,
+            self.call("PUT", path, {**policy, "metadata": {**meta,
                                                                 "resourceVersion": version}})
 
     def delete(self, namespace: str, name: str) -> None:
-        self.api.call("DELETE", self.api.path(POLICIES, namespace, name))
+        self.call("DELETE", self.api.path(POLICIES, namespace, name), None)
 
     def label_pod(self, pod: str, labels: Mapping[str, str]) -> None:
         namespace, name = pod.split("/")
@@ -89,7 +112,7 @@ class LabWorld:
         undo = self.undo.setdefault(path, {})
         for key in labels:
             undo.setdefault(key, before.get(key))  # None: a merge patch removes the key
-        self.api.call("PATCH", path, {"metadata": {"labels": dict(labels)}}, MERGE_PATCH)
+        self.call("PATCH", path, {"metadata": {"labels": dict(labels)}}, MERGE_PATCH)
 
     def check(self, expect: Expect) -> None:
         self.converge(expect.reachability, [expect.port], [expect.protocol])
@@ -98,6 +121,7 @@ class LabWorld:
                  protocols: Iterable[str]) -> None:
         """Probe until every pair is as `expected`, or fail with the tables."""
         ports, protocols = list(ports), list(protocols)
+        self.enforced()
         deadline = time.monotonic() + CONVERGE
         while differences(expected, observed := probe_matrix(self.pods, ports, protocols)):
             if time.monotonic() > deadline:
@@ -112,7 +136,7 @@ class LabWorld:
             for policy in self.api.list(POLICIES, namespace):
                 self.delete(namespace, policy["metadata"]["name"])
         for path, labels in self.undo.items():
-            self.api.call("PATCH", path, {"metadata": {"labels": labels}}, MERGE_PATCH)
+            self.call("PATCH", path, {"metadata": {"labels": labels}}, MERGE_PATCH)
         self.undo.clear()
         self.converge(Reachability(True), UPSTREAM.ports, UPSTREAM.protocols)
 

@@ -29,7 +29,7 @@ class Names:
         self.failures: list[str] = []
         self._lock = threading.Lock()
 
-    def listed(self, resource: str, objects: list[dict[str, Any]]) -> None:
+    def listed(self, resource: str, objects: list[dict[str, Any]], version: str) -> None:
         with self._lock:
             self.names = {o["metadata"]["name"] for o in objects}
             self.lists += 1

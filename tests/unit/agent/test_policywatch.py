@@ -75,9 +75,16 @@ def test_the_first_compile_has_all_three_lists_and_an_event_is_timed(
         assert (pods, policies, node) == (["web"], [], "n1")
         assert "default" in namespaces
         assert recorder.written[0].since == (), "a list is no event to time"
-        store.create("networkpolicies", deny_all("deny"))
+        listed = recorder.written[0].version
+        assert listed > 0, "a list's compile carries the list's resourceVersion"
+        made = store.create("networkpolicies", deny_all("deny"))
         eventually(lambda: recorder.policies() == ["deny"], 30, "the policy compiled")
         assert len(eventually(lambda: recorder.written[-1].since, 30, "timed")) == 1
+        assert recorder.written[-1].version == int(made["metadata"]["resourceVersion"]), \
+            "the write that includes the policy says so by its resourceVersion"
+        gone = store.delete("networkpolicies", "default", "deny")
+        eventually(lambda: recorder.written[-1].version ==
+                   int(gone["metadata"]["resourceVersion"]), 30, "the deletion's version")
     finally:
         watch.stop()
 
