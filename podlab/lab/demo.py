@@ -75,13 +75,14 @@ def _matrix(lab: Lab, api: LabApi, pods: dict[str, dict[str, Any]]) -> None:
 def _policy(lab: Lab, api: LabApi, pods: dict[str, dict[str, Any]]) -> None:
     """examples/netpol.yaml in force: who reaches web-1 now, and why web-0 may not."""
     target = pods["web-1"]
-    if lab.state.node(target["spec"]["nodeName"]).service_proxy != "ebpf":
+    node = lab.state.node(target["spec"]["nodeName"])
+    if node.service_proxy != "ebpf":
         print(" (skipped: this kernel has no eBPF Services here, so no NetworkPolicy)")
         return
     apply(api, load_documents(POLICY.read_text(), "examples/netpol.yaml"), "examples/netpol.yaml",
           progress=lambda a: print(f" {a.kind.lower()}/{a.name} {a.action}", flush=True))
     ip = target["status"]["podIP"]
-    sources = {"client": True, "web-0": False, target["spec"]["nodeName"]: True}
+    sources = {"client": True, "web-0": False, node.name: True}
 
     def netns(source: str) -> str:
         return (lab.state.pod("default", source).netns if source in pods
@@ -94,7 +95,6 @@ def _policy(lab: Lab, api: LabApi, pods: dict[str, dict[str, Any]]) -> None:
     print(table(["from", "to web-1:8080", "as the policy says"],
                 [[s, "connects" if ok else "dropped", "✓ allowed" if ok else "✓ denied"]
                  for s, ok in sources.items()]))
-    node = lab.state.node(target["spec"]["nodeName"])
     drops = protocol.call(node.agent_socket, "flows", timeout=10, after=0, wait=0,
                           verdict="dropped", pod="default/web-1")["flows"]
     print(f"\n`podlab flows --name {DEMO} --verdict dropped` on {node.name}:")

@@ -67,12 +67,12 @@ class Cursor:
         """The next flows (at most one answer's), or LabError if the agent is away."""
         try:
             answer = protocol.call(self.node.agent_socket, "flows", timeout=wait + 10,
-                                   after=self.after if self.epoch else 0, wait=wait,
+                                   after=self.after, wait=wait,
                                    **self.filters)
         except (protocol.AgentUnavailable, protocol.AgentError) as e:
             raise LabError(f"cannot read the flows of node {self.node.name}: {e}; its "
                            f"agent's state: `podlab status --name {self.lab}`") from None
-        if self.epoch and answer["epoch"] != self.epoch and self.after:
+        if answer["epoch"] != self.epoch and self.after:
             self.epoch, self.after = answer["epoch"], 0  # the agent restarted: from its start
             return self.read(wait)
         self.epoch, self.after = answer["epoch"], int(answer["last"])

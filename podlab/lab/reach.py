@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from podlab.datapath.netlink import in_netns
-from podlab.kubeapi.kinds import BUILTIN
 from podlab.lab.errors import LabError
 from podlab.lab.reachability import Matrix, Probe, all_probes
 
@@ -48,9 +47,8 @@ def lab_pods(state: LabState, api: LabApi, namespaces: Iterable[str]) -> list[Po
     the API reports it, their netns from the lab's state."""
     found = []
     for namespace in namespaces:
-        for pod in sorted(api.list(BUILTIN.resources["pods"], namespace),
-                          key=lambda p: str(p["metadata"]["name"])):
-            status, name = pod.get("status") or {}, pod["metadata"]["name"]
+        for name, pod in sorted(api.pods(namespace).items()):
+            status = pod.get("status") or {}
             if status.get("phase") != "Running" or not status.get("podIP"):
                 continue
             try:

@@ -53,9 +53,19 @@ class _UdpEcho(socketserver.BaseRequestHandler):
         sock.sendto(data, self.client_address)
 
 
+# A listener's accept queue: socketserver's default of 5 overflows when every pod of a
+# reachability matrix connects at once, and a dropped SYN comes again only after 1 s.
+BACKLOG = 128
+
+
 class _ThreadingTcp(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    request_queue_size = BACKLOG
+
+
+class _ThreadingHttp(ThreadingHTTPServer):
+    request_queue_size = BACKLOG
 
 
 class Workload:
@@ -66,7 +76,7 @@ class Workload:
                  tcp_echo: Sequence[int] = (), udp_echo: Sequence[int] = ()) -> None:
         handler = type("Http", (_Http,), {"name": name})
         made: list[tuple[type[socketserver.BaseServer], type, int]] = [
-            *((ThreadingHTTPServer, handler, p) for p in http),
+            *((_ThreadingHttp, handler, p) for p in http),
             *((_ThreadingTcp, _TcpEcho, p) for p in tcp_echo),
             *((socketserver.ThreadingUDPServer, _UdpEcho, p) for p in udp_echo)]
         self.servers: list[socketserver.BaseServer] = []

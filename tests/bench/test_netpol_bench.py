@@ -282,16 +282,16 @@ def test_policy_change_reaches_new_connections(bench_world: World) -> None:
     assert len(seen) == CHANGES
 
 
-def first_meeting(netns: str, ip: str, allowed: bool,
+def first_meeting(netns: str, ip: str, allow: bool,
                   timeout: float = 5.0) -> tuple[float, int] | None:
-    """When the first new connection that found `allowed` was started (its SYN met the
+    """When the first new connection that found `allow` was started (its SYN met the
     policy then), and how many tries that took; None if none did within `timeout`."""
     end = time.perf_counter() + timeout
     for tries in itertools.count(1):
         probe = time.perf_counter()
         if probe > end:
             break
-        if connects(netns, ip) == allowed:
+        if connects(netns, ip) == allow:
             return probe, tries
     return None
 

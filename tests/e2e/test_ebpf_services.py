@@ -78,7 +78,7 @@ def serve_web(lab: Lab) -> tuple[LabApi, str, dict[str, dict[str, Any]]]:
 
     def up() -> dict[str, dict[str, Any]] | None:
         pods = api.pods()
-        web = [n for n in pods if n.startswith("web-")]
+        web = web_pods(pods)
         return pods if len(web) == 3 and all_running(pods, [*web, "client"]) else None
 
     pods = eventually(up, what="three web pods and the client Running")
@@ -106,7 +106,7 @@ def echo(sock: socket.socket, payload: bytes) -> bool:
     return sock.recv(len(payload)) == payload
 
 
-def reaches(lab: Lab, netns: str, ip: str, port: int, names: set[str]) -> bool:
+def reaches(netns: str, ip: str, port: int, names: set[str]) -> bool:
     return {probe(netns, ip, port, "tcp")[2] for _ in range(30)} == names
 
 
@@ -203,14 +203,14 @@ def test_an_agent_killed_and_restarted_drops_no_connection(lab_factory: LabFacto
         programs = tc_program_ids(lab, "default/client")
         lab.agents.kill(client.node)
         assert echo(held, b"while down"), "an established connection lives on"
-        assert reaches(lab, client.netns, ip, 80, web_pods(pods)), "Services keep working"
+        assert reaches(client.netns, ip, 80, web_pods(pods)), "Services keep working"
         apply(api, load_documents(LATE, "late.yaml"), "late.yaml")
         late = str(api.call("GET", "/api/v1/namespaces/default/services/late")["spec"]
                    ["clusterIP"])
         lab.agents.start(client.node)
         assert echo(held, b"after"), "the restarted agent kept it"
         assert tc_program_ids(lab, "default/client") == programs, "adopted, not loaded again"
-        eventually(lambda: reaches(lab, client.netns, late, 8081, web_pods(pods)),
+        eventually(lambda: reaches(client.netns, late, 8081, web_pods(pods)),
                    what="the Service made while the agent was down, reconciled")
 
 
@@ -221,10 +221,9 @@ def test_services_from_exclusive_eni_pods_keep_the_client_ip(lab_factory: LabFac
     _, ip, pods = serve_web(lab)
     client = lab.state.pod("default", "client")
     assert http_get(client.netns, ip, 80, "/clientip") == client.ip
-    assert {probe(client.netns, ip, 80, "tcp")[2] for _ in range(30)} == web_pods(pods)
+    assert reaches(client.netns, ip, 80, web_pods(pods))
     links = lab.exec("default/client", ["ip", "-o", "link"]).stdout
     assert "veth1" not in links, links
-
 
 
 def test_podlab_up_takes_kube_proxy_as_the_baseline_on_demand() -> None:

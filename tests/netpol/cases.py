@@ -417,8 +417,8 @@ PODLAB_CASES: tuple[Case, ...] = (
         Apply(policy("allow-egress-81-to-90", egress=[{"ports": [port(81, "TCP", end=90)]}])),
         tcp(81), tcp(80, OUT_OF_X_DENIED)), PODLAB),
     Case("ipBlock: an IP excepted by one policy's block is allowed by another policy's block", (
-        Apply(_egress_around_x_b), Apply(_egress_to_x_b("allow-client-a-to-x-b")),
-        tcp(80)), PODLAB),
+        Apply(_egress_around_x_b), tcp(80, ("x/a", "x/b", False)),
+        Apply(_egress_to_x_b("allow-client-a-to-x-b")), tcp(80)), PODLAB),
 )
 
 CASES: tuple[Case, ...] = NETPOL + NETPOL_UDP + PODLAB_CASES

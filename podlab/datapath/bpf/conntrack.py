@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from podlab.datapath.bpf import libbpf
-from podlab.datapath.bpf.maps import Map, PerCpuArray
+from podlab.datapath.bpf.maps import Map, PerCpuArray, pinned_fd
 from podlab.datapath.bpf.policy_schemas import PolCtValue
 from podlab.datapath.bpf.schemas import (
     CT_CLOSING,
@@ -59,16 +58,10 @@ def _endpoint(ip: int, port: int) -> str:
     return f"{unpack_ip(ip)}:{unpack_port(port)}"
 
 
-def _map(pin_dir: Path | str, name: str) -> int:
-    return libbpf.obj_get(str(Path(pin_dir) / "maps" / name))
-
-
 class Conntrack:
     def __init__(self, pin_dir: Path | str) -> None:
-        self.table: Map[CtKey, CtValue] = Map("lb_conntrack", _map(pin_dir, "lb_conntrack"),
-                                              CtKey, CtValue)
-        self.config: Map[ctypes.c_uint32, LbConfig] = Map(
-            "lb_config", _map(pin_dir, "lb_config"), ctypes.c_uint32, LbConfig)
+        self.table = Map.pinned(pin_dir, "lb_conntrack", CtKey, CtValue)
+        self.config = Map.pinned(pin_dir, "lb_config", ctypes.c_uint32, LbConfig)
         self.policy = Map.pinned(pin_dir, "pol_conntrack", CtKey, PolCtValue)
 
     def close(self) -> None:
@@ -115,7 +108,7 @@ class Conntrack:
 
 def counters(pin_dir: Path | str) -> dict[str, int]:
     """The programs' counters (translations, drops by reason), summed over CPUs."""
-    table = PerCpuArray("lb_counters", _map(pin_dir, "lb_counters"))
+    table = PerCpuArray("lb_counters", pinned_fd(pin_dir, "lb_counters"))
     try:
         return {c.name.lower(): table.sum(c) for c in Counter}
     finally:

@@ -10,6 +10,15 @@
 #define NSEC 1000000000ULL
 #define PIN __uint(pinning, LIBBPF_PIN_BY_NAME)
 
+/* Add one to counter `which` of a PERCPU_ARRAY of __u64 (lb_counters, pol_counters). */
+static __always_inline void bump(void *counters, __u32 which)
+{
+	__u64 *n = bpf_map_lookup_elem(counters, &which);
+
+	if (n)
+		*n += 1;
+}
+
 enum ct_flags {
 	CT_HAIRPIN = 1,     /* LB: the client is its own backend: SNAT to the VIP, turn at ingress */
 	CT_CLOSING = 2,     /* FIN or RST seen: a new SYN on this tuple is a new connection */

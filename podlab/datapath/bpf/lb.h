@@ -135,10 +135,7 @@ struct {
 
 static __always_inline void count(__u32 which)
 {
-	__u64 *n = bpf_map_lookup_elem(&lb_counters, &which);
-
-	if (n)
-		*n += 1;
+	bump(&lb_counters, which);
 }
 
 /* Is `b` still one of service `id`'s live backends? */

@@ -20,7 +20,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from podlab.datapath.bpf import libbpf
 from podlab.datapath.bpf.maps import Map, MapFull
 from podlab.datapath.bpf.schemas import (
     PROTOCOL_NAMES,
@@ -146,11 +145,8 @@ def _programmed(services: Map[SvcKey, SvcValue], backends: Map[BackendKey, Backe
 def programmed(pin_dir: Path | str) -> dict[Frontend, Programmed]:
     """What the maps hold, read only: for a reader beside the agent (`podlab bpf`), where
     ServiceMaps' read-back would clean up what the agent is in the middle of writing."""
-    maps = Path(pin_dir) / "maps"
-    services: Map[SvcKey, SvcValue] = Map("lb_services", libbpf.obj_get(
-        str(maps / "lb_services")), SvcKey, SvcValue)
-    backends: Map[BackendKey, BackendValue] = Map("lb_backends", libbpf.obj_get(
-        str(maps / "lb_backends")), BackendKey, BackendValue)
+    services = Map.pinned(pin_dir, "lb_services", SvcKey, SvcValue)
+    backends = Map.pinned(pin_dir, "lb_backends", BackendKey, BackendValue)
     try:
         return _programmed(services, backends)
     finally:
@@ -162,16 +158,9 @@ class ServiceMaps:
     """The service maps of one node's pin directory, and what they hold."""
 
     def __init__(self, pin_dir: Path | str) -> None:
-        maps = Path(pin_dir) / "maps"
-
-        def opened(name: str, key: type, value: type) -> Map:  # type: ignore[type-arg]
-            return Map(name, libbpf.obj_get(str(maps / name)), key, value)
-
-        self.services: Map[SvcKey, SvcValue] = opened("lb_services", SvcKey, SvcValue)
-        self.backends: Map[BackendKey, BackendValue] = opened("lb_backends", BackendKey,
-                                                              BackendValue)
-        self.members: Map[MemberKey, ctypes.c_uint8] = opened("lb_members", MemberKey,
-                                                              ctypes.c_uint8)
+        self.services = Map.pinned(pin_dir, "lb_services", SvcKey, SvcValue)
+        self.backends = Map.pinned(pin_dir, "lb_backends", BackendKey, BackendValue)
+        self.members = Map.pinned(pin_dir, "lb_members", MemberKey, ctypes.c_uint8)
         self.state: dict[Frontend, Programmed] = {}
         self._slots = 0
         self._members = 0

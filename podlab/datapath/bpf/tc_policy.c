@@ -16,10 +16,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 static __always_inline void pcount(__u32 which)
 {
-	__u64 *n = bpf_map_lookup_elem(&pol_counters, &which);
-
-	if (n)
-		*n += 1;
+	bump(&pol_counters, which);
 }
 
 /* A live entry for `k`: 1 (refreshed by this packet if `touch`), else 0. */

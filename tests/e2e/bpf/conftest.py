@@ -39,6 +39,14 @@ def world(tmp_path: Path) -> Iterator[World]:
         w.close()
 
 
+def _attached(world: World) -> Programs:
+    """The programs, on every pod's eth0."""
+    programs = world.programs()
+    for pod in world.pods.values():
+        programs.attach(pod.netns, "eth0")
+    return programs
+
+
 @pytest.fixture
 def lb(world: World) -> Setup:
     """client + b1..b3, each backend serving TCP and UDP on 8080, the programs attached."""
@@ -46,10 +54,7 @@ def lb(world: World) -> Setup:
         world.add_pod(name)
     for name in BACKENDS:
         world.serve(name)
-    programs = world.programs()
-    for pod in world.pods.values():
-        programs.attach(pod.netns, "eth0")
-    return Setup(world, programs, world.service_maps())
+    return Setup(world, _attached(world), world.service_maps())
 
 
 POLICY_PODS = ("a", "b", "c")
@@ -93,9 +98,7 @@ def pol(world: World) -> PolicySetup:
     for name in POLICY_PODS:
         world.add_pod(name)
         world.serve(name)
-    programs = world.programs()
-    for pod in world.pods.values():
-        programs.attach(pod.netns, "eth0")
+    programs = _attached(world)  # loads the programs, and so pins the maps
     maps = PolicyMaps(world.pin_dir)
     world.cleanups.append(maps.close)
     return PolicySetup(world, programs, maps, world.service_maps())

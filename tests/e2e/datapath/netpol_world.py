@@ -33,9 +33,8 @@ SPECS = tuple(
     for node, vswitch, subnet, eni in [NODES[i % 2]])
 PLACEMENT = {spec.key: (spec.node, spec.ip) for spec in SPECS}
 # A denied probe costs its whole timeout, so each check probes every pair at once. TCP is
-# answered by the kernel, but a listener's accept queue (5) may overflow when nine clients
-# meet its busy Python thread: the SYN sent again after 1 s must still count. UDP waits
-# for the workload's echo, a Python thread per datagram on the emulated CPU.
+# answered by the kernel, but the emulated CPU is slow to run it; UDP waits for the
+# workload's echo, a Python thread per datagram.
 TIMEOUTS = {"tcp": 1.6, "udp": 3.0}
 ROUNDS = 2  # probes of a check: again on a difference (a lost datagram, a reused UDP port)
 
