@@ -32,6 +32,9 @@ const (
 	defaultSocket = "/run/podlab/agent.sock"
 	agentTimeout  = 60 * time.Second
 	maxAnswer     = 1 << 20
+	ifnamsiz      = 16 // linux/if.h: a name's bytes and its NUL
+	// notInIfname: what the kernel's dev_valid_name refuses (isspace is its ctype's).
+	notInIfname = "/: \t\n\v\f\r\xa0"
 	// CNI spec error codes; plugin-specific codes start at 100.
 	incompatibleVersion = 1
 	invalidEnvironment  = 4
@@ -127,8 +130,11 @@ func ask(conf map[string]any, op string, fields map[string]any) (*answer, error)
 	switch {
 	case errors.As(err, &agentErr):
 		code := tryAgainLater
-		if agentErr.kind == "datapath" || agentErr.kind == "invalid" || agentErr.kind == "exists" {
+		switch agentErr.kind {
+		case "datapath", "invalid", "exists", "internal":
 			code = datapathFailed
+		case "argument":
+			code = invalidEnvironment
 		}
 		return nil, fail(code, "podlab agent: "+agentErr.kind, agentErr.message)
 	case err != nil:
@@ -159,14 +165,37 @@ func pod() (string, error) {
 	return "cni/" + container, err
 }
 
-// validAttachments: GC's container ids, under the 1.1 spec's key or its draft's.
+// ifnameProblem says why Linux refuses name as an interface name ("" if it does not).
+// The agent checks the same (podlab/cni/protocol.py): netlink's refusal once escaped it.
+func ifnameProblem(name string) string {
+	switch {
+	case len(name) == 0 || len(name) >= ifnamsiz:
+		return fmt.Sprintf("%q is %d bytes; Linux takes 1 to %d", name, len(name), ifnamsiz-1)
+	case name == "." || name == "..":
+		return fmt.Sprintf("%q is not a name Linux takes", name)
+	}
+	for i := 0; i < len(name); i++ {
+		if strings.IndexByte(notInIfname, name[i]) >= 0 {
+			return fmt.Sprintf("%q has %q, which Linux refuses in a name", name, name[i])
+		}
+	}
+	return ""
+}
+
+// validAttachments: GC's container ids, under the 1.1 spec's key or its draft's. The list
+// is required: a GC without one is an invalid config, not "nothing is valid", which would
+// release every live pod's address for the next pods to take.
 func validAttachments(conf map[string]any) ([]string, error) {
 	valid, ok := conf["cni.dev/valid-attachments"]
 	if !ok {
 		valid = conf["cni.dev/attachments"]
 	}
+	if valid == nil {
+		return nil, fail(invalidConfig, "cni.dev/valid-attachments is missing",
+			"GC releases every attachment it is not given: the list is required")
+	}
 	list, ok := valid.([]any)
-	if valid != nil && !ok {
+	if !ok {
 		return nil, fail(invalidConfig, "cni.dev/valid-attachments is not a list", "")
 	}
 	containers := []string{}
@@ -205,7 +234,7 @@ func run(command string, conf map[string]any) (any, error) {
 	}
 	switch command {
 	case "STATUS":
-		if _, err := ask(conf, "info", nil); err != nil {
+		if _, err := ask(conf, "status", nil); err != nil {
 			return nil, fail(pluginNotAvailable, "the podlab agent is not available",
 				err.(*cniError).Details)
 		}
@@ -224,6 +253,9 @@ func run(command string, conf map[string]any) (any, error) {
 	ifname, err := env("CNI_IFNAME")
 	if err != nil {
 		return nil, err
+	}
+	if problem := ifnameProblem(ifname); problem != "" {
+		return nil, fail(invalidEnvironment, "CNI_IFNAME is not an interface name", problem)
 	}
 	name, err := pod()
 	if err != nil {

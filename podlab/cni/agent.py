@@ -13,22 +13,25 @@ import gc
 import json
 import os
 import signal
-import socketserver
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import start_http_server
+from pyroute2.netlink.exceptions import NetlinkError
 
 from podlab.cni import protocol
-from podlab.cni.cloudapi import CloudApi, CloudCallError
+from podlab.cni.cloudapi import CloudApi, CloudCallError, RoleCredentials
 from podlab.cni.config import AgentConfig, ConfigError, duration
 from podlab.cni.crashpoints import CrashHook, from_environment
 from podlab.cni.identity import Credentials, MetadataClient, MetadataError
+from podlab.cni.maintain import Maintenance
 from podlab.cni.metrics import AgentMetrics
 from podlab.cni.netpolicy import NodePolicy
 from podlab.cni.pods import (
@@ -40,6 +43,7 @@ from podlab.cni.pods import (
     tear_down,
 )
 from podlab.cni.pool import BusyError, CapacityError, Lease, NodeFacts, PodRef, Pool
+from podlab.cni.server import SocketServer
 from podlab.cni.services import NodeServices
 from podlab.cni.store import Store
 from podlab.datapath.model import DatapathError, PodNetwork
@@ -52,6 +56,8 @@ if TYPE_CHECKING:
 PODS_READY_TIMEOUT = 30.0  # start-up (and an ADD) waits this long for the API client
 FLOWS_MAX_WAIT = 10.0  # seconds a `flows` request may wait for a flow
 RESERVATION_ANNOTATION = "k8s.aliyun.com/pod-ip-reservation"
+# What building a pod's interface fails with: pyroute2's NetlinkError is no OSError.
+DATAPATH_ERRORS = (DatapathError, OSError, NetlinkError)
 
 
 def log_event(event: str, **fields: Any) -> None:
@@ -80,11 +86,6 @@ def reservation(default: float, owner_kind: str | None,
     return default if value == "true" else duration(value, RESERVATION_ANNOTATION)
 
 
-class _Server(socketserver.ThreadingUnixStreamServer):
-    request_queue_size = 256  # a burst of pods connects at once; the default is 5
-    daemon_threads = True
-
-
 class Agent:
     def __init__(self, config: AgentConfig, *, crash: CrashHook | None = None,
                  events: Callable[..., None] = log_event) -> None:
@@ -99,7 +100,8 @@ class Agent:
         self.services: NodeServices | None = None  # eBPF Services (service_proxy ebpf)
         self.policy: NodePolicy | None = None  # and NetworkPolicy with them
         self._pods_ready = threading.Event()
-        self.server: socketserver.ThreadingUnixStreamServer | None = None
+        self.server: SocketServer | None = None
+        self.maintenance: Maintenance | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -110,12 +112,14 @@ class Agent:
         metadata = MetadataClient(c.metadata)
         me = metadata.identity()
         self.events("identity", **me.__dict__)
+        credentials: Credentials | RoleCredentials
         if c.access_key_id and c.access_key_secret:
             credentials = Credentials(c.access_key_id, c.access_key_secret)
             self.events("credentials", source="config")
-        else:
-            credentials = metadata.credentials(c.ram_role)
-            self.events("credentials", source="ram-role", sts=bool(credentials.security_token))
+        else:  # STS credentials, read again from metadata before they expire
+            credentials = RoleCredentials(partial(metadata.credentials, c.ram_role))
+            self.events("credentials", source="ram-role",
+                        access_key_id=credentials.current.access_key_id)
 
         def on_call(action: str, result: str, seconds: float) -> None:
             self.metrics.on_call(action, result, seconds)
@@ -140,7 +144,8 @@ class Agent:
         self.pool.reconcile()
         self.pool.warm_up()
         self._serve()
-        self._background(self._maintain_loop, "maintain")
+        self.maintenance = Maintenance(self.pool, c, self.metrics, self.events)
+        self._background(partial(self.maintenance.run, self._stop), "maintain")
         if c.kube_api:  # no ADD waits for the client, nor shares the CPU with its import
             self._pods_ready.wait(PODS_READY_TIMEOUT)
         _freeze_heap()
@@ -158,9 +163,7 @@ class Agent:
         if self.policy is not None:
             self.policy.stop()
         if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-            self.config.socket.unlink(missing_ok=True)
+            self.server.stop()
         for thread in self._threads:
             thread.join(timeout=10)
         if self.pool:
@@ -170,6 +173,12 @@ class Agent:
         if event == "pod_lost_address":
             self.metrics.lost_addresses.inc()
         self.events(event, **fields)
+        if event == "reconciled" and self.pool is not None and self.datapath is not None:
+            try:  # an ENI attached again is a new device: its pods' routes come back
+                if restored := self.enis.restore(self.datapath, self.pool.info()["enis"]):
+                    self.events("enis_restored", enis=restored)
+            except (DatapathError, OSError) as e:
+                self.events("enis_restore_failed", error=str(e))
 
     def _watch_pods(self) -> None:
         """In its own thread, alongside start-up's cloud calls: the official client takes
@@ -188,18 +197,6 @@ class Agent:
         thread.start()
         self._threads.append(thread)
 
-    def _maintain_loop(self) -> None:
-        assert self.pool is not None
-        last_reconcile = time.monotonic()
-        while not self._stop.wait(self.config.maintain_period):
-            try:
-                if time.monotonic() - last_reconcile >= self.config.reconcile_period:
-                    self.pool.reconcile()
-                    last_reconcile = time.monotonic()
-                self.pool.maintain()
-            except (CloudCallError, BusyError, CapacityError) as e:
-                self.events("maintain_failed", error=str(e))
-
     def _write_cni_conf(self) -> None:
         """Atomically, so a runtime never reads half a file."""
         c = self.config
@@ -215,35 +212,38 @@ class Agent:
     # -- the socket -------------------------------------------------------------------
 
     def _serve(self) -> None:
-        path = self.config.socket
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
-        agent = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                try:
-                    request = json.loads(self.rfile.readline(protocol.MAX_ANSWER))
-                    answer = agent.answer(request)
-                except (ValueError, TypeError, KeyError) as e:
-                    answer = {"ok": False, "error": "invalid", "message": str(e)}
-                except (DatapathError, OSError) as e:
-                    answer = {"ok": False, "error": "datapath", "message": str(e)}
-                self.wfile.write(json.dumps(answer).encode() + b"\n")
-
-        old = os.umask(0o177)  # the socket is root's alone from its first instant
-        try:
-            self.server = _Server(str(path), Handler)
-        finally:
-            os.umask(old)
-        self._background(self.server.serve_forever, "socket")
+        self.server = SocketServer(
+            self.config.socket, self.handle,
+            on_drop=lambda reason: self.metrics.socket_dropped.labels(reason).inc())
+        self.server.start()
         if self.config.metrics_address:
             host, _, port = self.config.metrics_address.rpartition(":")
             start_http_server(int(port), host or "0.0.0.0", registry=self.metrics.registry)
 
+    def handle(self, line: bytes) -> dict[str, Any]:
+        """One request line's answer. It never raises: a client always gets an answer,
+        `internal` for what the agent did not expect (logged with its traceback)."""
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise TypeError("a request is a JSON object")
+            return self.answer(request)
+        except (ValueError, TypeError, KeyError) as e:
+            return {"ok": False, "error": "invalid", "message": str(e)}
+        except DATAPATH_ERRORS as e:
+            return {"ok": False, "error": "datapath", "message": str(e)}
+        except Exception as e:  # any other: answered, not a dropped connection
+            self.events("request_failed", error=f"{type(e).__name__}: {e}",
+                        traceback=traceback.format_exc())
+            return {"ok": False, "error": "internal", "message": f"{type(e).__name__}: {e}"}
+
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         """One request of the socket protocol (see protocol.py)."""
         pool, dp = self._serving()
+        op = str(request.get("op"))
+        if op in ("add", "del", "check") and \
+                (problem := protocol.ifname_problem(str(request.get("ifname", "eth0")))):
+            return {"ok": False, "error": "argument", "message": f"ifname {problem}"}
         simple: dict[str, Callable[[], dict[str, Any]]] = {
             "release": lambda: {"released": pool.release(str(request["pod"]),
                                                          request.get("container"))},
@@ -252,18 +252,26 @@ class Agent:
                              "services_synced": bool(self.services and self.services.synced),
                              "policy_synced": bool(self.policy and self.policy.synced),
                              "policy_version": self.policy.version if self.policy else 0},
-            "gc": lambda: {"released": pool.gc(request["pods"])},
-            "gc_containers": lambda: {"released": pool.gc_containers(request["containers"])},
+            "gc": lambda: {"released": pool.gc(_names(request, "pods"))},
+            "gc_containers": lambda: {"released": pool.gc_containers(
+                _names(request, "containers"))},
         }
         full: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "alloc": self._alloc, "add": self._add, "del": self._del, "check": self._check,
-            "flows": self._flows, "allow_sampling": self._allow_sampling}
-        op = str(request.get("op"))
+            "status": self._status, "flows": self._flows,
+            "allow_sampling": self._allow_sampling}
         if op in simple:
             return {"ok": True, **simple[op]()}
         if op in full:
             return full[op](request)
         return {"ok": False, "error": "invalid", "message": f"unknown op {op!r}"}
+
+    def _status(self, _: dict[str, Any]) -> dict[str, Any]:
+        """CNI STATUS: whether this node can take pods; not while the pool cannot grow."""
+        problem = self.maintenance.problem if self.maintenance else None
+        if problem:
+            return {"ok": False, "error": "unavailable", "message": problem}
+        return {"ok": True}
 
     def _serving(self) -> tuple[Pool, Datapath]:
         if self.pool is None or self.datapath is None:
@@ -337,9 +345,11 @@ class Agent:
         try:
             done = set_up(dp, self._network(lease, request), lease.exclusive,
                           self.config.service_cidr, self.services)
-        except (DatapathError, OSError) as e:
+        except Exception as e:  # whatever failed, the address goes back
             pool.release(lease.pod, str(request.get("container", "")))
-            return {"ok": False, "error": "datapath", "message": str(e)}
+            if isinstance(e, DATAPATH_ERRORS):
+                return {"ok": False, "error": "datapath", "message": str(e)}
+            raise
         result = cni_result(str(request.get("cni_version", "1.1.0")), done)
         return {"ok": True, "lease": lease.to_dict(), "result": result}
 
@@ -351,7 +361,7 @@ class Agent:
         if lease is not None and request.get("netns"):
             try:
                 tear_down(dp, self._network(lease, request), lease.exclusive, self.services)
-            except (DatapathError, OSError) as e:
+            except DATAPATH_ERRORS as e:
                 self.events("teardown_incomplete", pod=pod, error=str(e))
         return {"ok": True, "released": pool.release(pod, container)}
 
@@ -373,6 +383,16 @@ class Agent:
         if problems:
             return {"ok": False, "error": "invalid", "message": "; ".join(problems)}
         return {"ok": True}
+
+
+def _names(request: dict[str, Any], key: str) -> list[str]:
+    """GC's list of what is live, required: read as empty when missing (or a string read
+    as its characters), it would release every live pod's address (issue 18)."""
+    names = request.get(key)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{key}: a list of strings is required; GC releases what it "
+                         "does not name")
+    return names
 
 
 def run(config_path: Path) -> int:

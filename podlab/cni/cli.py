@@ -60,6 +60,9 @@ def add_verbs(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
             v.add_argument("--container", default="", help="the pod's container id")
         if verb == "gc":
             v.add_argument("pods", nargs="*", help="namespace/name of every live pod")
+            v.add_argument("--no-live-pods", action="store_true",
+                           help="no pod lives: release every address (an empty list is "
+                                "refused, since a forgotten argument would do the same)")
         if verb == "allow-sampling":
             v.add_argument("every", type=int, metavar="N", help="1 in N; 0 for none")
         v.set_defaults(func=cmd_call, verb=verb)
@@ -80,6 +83,11 @@ def cmd_zygote(_args: argparse.Namespace) -> int:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
+    if args.verb == "gc" and not args.pods and not args.no_live_pods:
+        print("podlab-agent gc: no live pods named: that would release every address on "
+              "the node; name the live pods, or pass --no-live-pods if none lives",
+              file=sys.stderr)
+        return 2
     fields = {k: getattr(args, k) for k in ("pod", "container", "pods", "every")
               if hasattr(args, k)}
     try:

@@ -5,17 +5,26 @@ back-off on throttling, internal errors, 5xx and network failures, honouring the
 server's `retry-after`, within a deadline per call. Calls that allocate carry a
 ClientToken chosen by the caller (and written to the intent log first), so a retry — or a
 restarted agent replaying its intent — never allocates twice.
+
+Credentials are a config's AccessKey or the instance RAM role's STS credentials, which
+expire: those reach the SDK through its credentials-provider interface, read again from
+metadata before they expire (`RoleCredentials`).
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from alibabacloud_credentials.client import Client as CredentialClient  # type: ignore[import-untyped]
+from alibabacloud_credentials.provider.refreshable import (  # type: ignore[import-untyped]
+    Credentials as SdkCredentials,
+)
 from alibabacloud_ecs20140526 import models as ecs_models
 from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_tea_openapi.models import Config
@@ -24,10 +33,10 @@ from alibabacloud_vpc20160428.client import Client as VpcClient
 from requests import RequestException
 from Tea.exceptions import TeaException
 
-from podlab.cni.identity import Credentials
+from podlab.cni.identity import Credentials, MetadataError
 
 RETRYABLE = ("Throttling", "InternalError", "ServiceUnavailable", "UnknownError",
-             "OperationConflict", "IncorrectInstanceStatus")
+             "Operation.Conflict", "IncorrectInstanceStatus")
 EXHAUSTED = ("InvalidVSwitchId.IpNotEnough", "QuotaExceeded.PrivateIpAddress")
 QUOTA = ("EniPerInstanceLimitExceeded", "InvalidOperation.Ipv4CountExceeded",
          "InvalidOperation.Ipv6CountExceeded", "PrivateIpQuotaExceeded",
@@ -110,20 +119,64 @@ class Quotas:
 CallHook = Callable[[str, str, float], None]  # action, result code ("OK" or error), seconds
 
 
+class RoleCredentials:
+    """An `ICredentialsProvider` (the SDK's interface) of a RAM role's STS credentials:
+    `fetch` reads them from metadata, again once half of their remaining life has passed
+    (metadata hands out the next set before the current one expires), so a call never
+    signs with an expired set. A failed read keeps the current set while it is valid and
+    is tried again at half of what remains; once it has expired, the read's error is
+    raised."""
+
+    def __init__(self, fetch: Callable[[], Credentials],
+                 wall: Callable[[], float] = time.time) -> None:
+        self.fetch, self.wall = fetch, wall
+        self._lock = threading.Lock()
+        self.current = fetch()
+        self._renew_at = self._half_life()
+
+    def _half_life(self) -> float:
+        expiration = self.current.expiration
+        now = self.wall()
+        return float("inf") if expiration is None else now + (expiration - now) / 2
+
+    def get_credentials(self) -> SdkCredentials:
+        with self._lock:
+            if self.wall() >= self._renew_at:
+                try:
+                    self.current = self.fetch()
+                except MetadataError:
+                    if self.wall() >= (self.current.expiration or 0.0):
+                        raise
+                self._renew_at = self._half_life()
+            c = self.current
+        return SdkCredentials(access_key_id=c.access_key_id,
+                              access_key_secret=c.access_key_secret,
+                              security_token=c.security_token,
+                              provider_name=self.get_provider_name())
+
+    @staticmethod
+    def get_provider_name() -> str:
+        return "ecs_ram_role"
+
+
 class CloudApi:
     """One region's ECS and VPC clients, with retries and a hook per call for metrics."""
 
-    def __init__(self, endpoint: str, region: str, credentials: Credentials, *,
+    def __init__(self, endpoint: str, region: str,
+                 credentials: Credentials | RoleCredentials, *,
                  protocol: str = "http", deadline: float = 30.0,
                  on_call: CallHook | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
                  seed: int | None = None) -> None:
-        config = Config(access_key_id=credentials.access_key_id,
-                        access_key_secret=credentials.access_key_secret,
-                        security_token=credentials.security_token, endpoint=endpoint,
-                        region_id=region, protocol=protocol, read_timeout=10000,
-                        connect_timeout=3000)
+        config = Config(endpoint=endpoint, region_id=region, protocol=protocol,
+                        read_timeout=10000, connect_timeout=3000)
+        if isinstance(credentials, RoleCredentials):
+            config.credential = CredentialClient(provider=credentials)
+        else:
+            config.access_key_id = credentials.access_key_id
+            config.access_key_secret = credentials.access_key_secret
+            config.security_token = credentials.security_token
         self.region = region
         self.ecs = EcsClient(config)
         self.vpc = VpcClient(config)

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 
 TOKEN_TTL = 21600
 
@@ -38,6 +39,7 @@ class Credentials:
     access_key_id: str
     access_key_secret: str
     security_token: str | None = None
+    expiration: float | None = None  # STS: when they expire (wall-clock seconds)
 
 
 class MetadataClient:
@@ -96,5 +98,8 @@ class MetadataClient:
         if not role:
             raise MetadataError("the instance has no RAM role; configure access keys")
         answer = json.loads(self.get(f"ram/security-credentials/{role}"))
+        expiration = answer.get("Expiration")  # ISO 8601 UTC, "2026-12-08T03:00:00Z"
         return Credentials(answer["AccessKeyId"], answer["AccessKeySecret"],
-                           answer.get("SecurityToken"))
+                           answer.get("SecurityToken"),
+                           datetime.fromisoformat(expiration).timestamp() if expiration
+                           else None)

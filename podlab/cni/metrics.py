@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -61,6 +61,16 @@ class AgentMetrics:
         self.lost_addresses = Counter("podlab_agent_lost_addresses", "Live pods' addresses "
                                       "found gone from the cloud by reconcile.",
                                       registry=self.registry)
+        self.maintain_failed = Counter("podlab_agent_maintain_failed", "Maintenance rounds "
+                                       "(reconcile, warm-up, reclaim) that failed, by error.",
+                                       ["error"], registry=self.registry)
+        self.maintain_failing = Gauge("podlab_agent_maintain_failing", "Maintenance rounds "
+                                      "failed in a row: the pool cannot grow while > 0.",
+                                      registry=self.registry)
+        self.socket_dropped = Counter("podlab_agent_socket_dropped", "Connections the "
+                                      "socket closed unanswered or answered busy, by reason "
+                                      "(busy: over the cap; deadline: no request line in "
+                                      "time).", ["reason"], registry=self.registry)
 
     def watch(self, store: Store) -> None:
         self.registry.register(_PoolCollector(store))

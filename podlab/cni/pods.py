@@ -16,7 +16,8 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING, Any
 
 from podlab.cni.pool import Lease
-from podlab.datapath import netlink, service_access
+from podlab.cni.store import EniStatus, IpState
+from podlab.datapath import netlink, service_access, veth
 from podlab.datapath.eni import eni_table, prepare_eni
 from podlab.datapath.exclusive_eni import eni_in_pod
 from podlab.datapath.model import DatapathError, EniLink, PodInterfaces, PodNetwork
@@ -39,51 +40,84 @@ class NodeEnis:
     """The node's shared ENI devices by MAC, each found (a dump of every link on the node)
     and prepared once rather than on every ADD. A use checks (two ioctls) that the
     device still carries that MAC and index: a detached and re-attached ENI is a new device.
-    The price: a route someone deletes from an ENI's table is put back only after the agent
-    restarts (at its first use of the ENI), not by the next ADD; CHECK reports it."""
+    The price: a route someone deletes from an ENI's table is put back only when its
+    device changes or the agent restarts, not by the next ADD; CHECK reports it."""
 
     def __init__(self) -> None:
-        self._ready: dict[str, EniLink] = {}
+        self._ready: dict[str, tuple[EniLink, int]] = {}  # by MAC: the link, its ifindex
         self._lock = threading.Lock()
 
     def prepared(self, mac: str, gateway: IPv4Address, cidr: IPv4Network) -> EniLink:
+        return self._prepare(mac, gateway, cidr)[0]
+
+    def _prepare(self, mac: str, gateway: IPv4Address, cidr: IPv4Network
+                 ) -> tuple[EniLink, bool]:
+        """The prepared ENI, and whether it was prepared now (its device is new to us)."""
         with self._lock:
-            eni = self._ready.get(mac.lower())
-        if eni is not None and _unchanged(eni):
-            return eni
-        eni = eni_on_node(mac, gateway, cidr)
+            known = self._ready.get(mac.lower())
+        if known is not None and _unchanged(*known):
+            return known[0], False
+        device, index = _device(mac, DEVICE_WAIT)
+        eni = EniLink(device, mac.lower(), gateway, cidr, eni_table(mac))
         prepare_eni(None, eni)
         with self._lock:
-            self._ready[eni.mac] = eni
-        return eni
+            self._ready[eni.mac] = (eni, index)
+        return eni, True
+
+    def restore(self, dp: Datapath, enis: list[dict[str, Any]]) -> list[str]:
+        """After a reconcile: every ready shared ENI (as the pool's info lists them) that
+        holds pods' addresses and whose device is new — attached again after the cloud
+        detached it, or first seen by this agent — gets its table and, for veth pods, the
+        proxy entries that died with the old device. The pods' rules name the table, a
+        function of the MAC, so they lead out through the new device again. ipvlan pods'
+        interfaces die with their parent and are not rebuilt here. The ENIs restored."""
+        restored: list[str] = []
+        for row in enis:
+            held = [IPv4Address(ip["address"]) for ip in row["ips"]
+                    if ip["state"] == IpState.USED]
+            if row["exclusive"] or row["status"] != EniStatus.READY or not held:
+                continue
+            eni, fresh = self._prepare(row["mac"], IPv4Address(row["gateway"]),
+                                       IPv4Network(row["cidr"]))
+            if not fresh:
+                continue
+            if dp.name == "veth":
+                veth.restore_proxies(None, eni, held)
+            restored.append(str(row["id"]))
+        return restored
 
 
-def _unchanged(eni: EniLink) -> bool:
+def _unchanged(eni: EniLink, index: int) -> bool:
     """Whether the device still has the index and MAC it was prepared with: two ioctls
     in this netns, where a pyroute2 socket and request cost ~1.5 ms on every ADD and DEL."""
     try:
-        index = socket.if_nametoindex(eni.device)
+        now = socket.if_nametoindex(eni.device)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             raw = fcntl.ioctl(s.fileno(), SIOCGIFHWADDR, struct.pack("256s", eni.device.encode()))
     except OSError:  # gone
         return False
     mac = ":".join(f"{b:02x}" for b in raw[18:24])  # ifreq: name[16], sockaddr's family[2]
-    return eni_table(index) == eni.table and mac == eni.mac
+    return now == index and mac == eni.mac
 
 
-def eni_on_node(mac: str, gateway: IPv4Address, cidr: IPv4Network,
-                timeout: float = DEVICE_WAIT) -> EniLink:
-    """This netns's device with `mac`, waiting for a hot-plugged one to appear."""
+def _device(mac: str, timeout: float) -> tuple[str, int]:
+    """This netns's device with `mac` (name, ifindex), waiting for a hot-plugged one."""
     deadline = time.monotonic() + timeout
     while True:
         with netlink.opened(None) as ns:
             for link in ns.get_links():
                 if (link.get("IFLA_ADDRESS") or "").lower() == mac.lower():
-                    return EniLink(str(link.get("IFLA_IFNAME")), mac.lower(), gateway, cidr,
-                                   eni_table(int(link["index"])))
+                    return str(link.get("IFLA_IFNAME")), int(link["index"])
         if time.monotonic() > deadline:
             raise DatapathError(f"no device with MAC {mac} appeared within {timeout:.0f}s")
         time.sleep(0.05)  # polling the kernel for the hot-plug, with a deadline
+
+
+def eni_on_node(mac: str, gateway: IPv4Address, cidr: IPv4Network,
+                timeout: float = DEVICE_WAIT) -> EniLink:
+    """This netns's device with `mac`, waiting for a hot-plugged one to appear."""
+    device, _ = _device(mac, timeout)
+    return EniLink(device, mac.lower(), gateway, cidr, eni_table(mac))
 
 
 def pod_network(lease: Lease, netns: str, ifname: str, enis: NodeEnis) -> PodNetwork:

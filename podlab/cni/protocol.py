@@ -4,8 +4,10 @@ Its clients are podlab-cni (Go, cmd/podlab-cni, one process per pod) and the lab
 (`podlab agent ...`; `podlab flows`, which reads an eBPF agent's flow log by `flows`).
 Answers are `{"ok": true, ...}` or `{"ok": false, "error": KIND, "message": ...}`, where
 KIND is `capacity` (a limit was hit; the message names it), `busy` (try again later),
-`invalid` (the request is wrong), `datapath` (building the pod's interface failed) or
-`exists` (an ADD for an interface the pod already has).
+`invalid` (the request is wrong), `argument` (the interface name is not one Linux takes),
+`datapath` (building the pod's interface failed), `exists` (an ADD for an interface the
+pod already has), `unavailable` (`status`: the node cannot take pods now) or `internal`
+(the agent failed in a way it did not expect; its log has the traceback).
 """
 
 from __future__ import annotations
@@ -17,6 +19,21 @@ from typing import Any
 
 MAX_ANSWER = 1 << 20
 CONF_FILE = "10-podlab.conflist"  # what a ready agent writes into the CNI conf dir
+IFNAMSIZ = 16  # linux/if.h: a name's bytes and its NUL
+NOT_IN_IFNAME = b"/: \t\n\v\f\r\xa0"  # the kernel's dev_valid_name (isspace is its ctype's)
+
+
+def ifname_problem(name: str) -> str | None:
+    """Why Linux refuses `name` as an interface name, or None. The plugin checks the same
+    (cmd/podlab-cni): a name netlink refuses once raised past the agent's handler."""
+    raw = name.encode(errors="surrogateescape")
+    if not raw or len(raw) >= IFNAMSIZ:
+        return f"{name!r} is {len(raw)} bytes; Linux takes 1 to {IFNAMSIZ - 1}"
+    if name in (".", ".."):
+        return f"{name!r} is not a name Linux takes"
+    if bad := sorted({chr(b) for b in raw if b in NOT_IN_IFNAME}):
+        return f"{name!r} has {bad}, which Linux refuses in a name"
+    return None
 
 
 class AgentUnavailable(OSError):

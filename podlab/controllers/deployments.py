@@ -3,6 +3,7 @@
 pods are. A changed template rolls out by surge: all the new pods first, the old ones
 deleted once every new one is ready; `Recreate` deletes the old ones first. Pods lost are
 replaced under new names, so, unlike a StatefulSet's, they get no fixed IP from the agent.
+Pods are made at most `BURST` a sync, each only while the Deployment is still wanted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Hashable
 from typing import Any, cast
 
 from podlab.controllers.endpoints import ready
-from podlab.controllers.templates import WorkloadController, owned_pod
+from podlab.controllers.templates import BURST, WorkloadController, owned_pod
 from podlab.kubeapi.errors import ApiError
 
 HASH_LABEL = "pod-template-hash"
@@ -48,8 +49,15 @@ class DeploymentController(WorkloadController):
             for pod in old:
                 self.delete("pods", namespace, pod["metadata"]["name"])
         else:
-            for _ in range(replicas - len(new)):
+            # One at a time, the Deployment checked before each, at most BURST per sync:
+            # upstream's slow-start batches serve the same end for parallel creates.
+            missing = replicas - len(new)
+            for _ in range(min(missing, BURST)):
+                if not self.still_wanted(deploy):
+                    return  # deleted or changed: the event that says so queues a sync
                 self._create(deploy, current)
+            if missing > BURST:
+                self.queue.add(key)  # the rest after the keys already waiting
             if len(new) >= replicas and all(ready(p) for p in new):
                 for pod in old:
                     self.delete("pods", namespace, pod["metadata"]["name"])

@@ -34,6 +34,8 @@ class StatefulSetController(WorkloadController):
         for index in range(replicas):
             pod = pods.get(f"{name}-{index}")
             if pod is None:
+                if not self.still_wanted(sts):
+                    return  # deleted or changed: the event that says so queues a sync
                 self.store.create("pods", pod_for(sts, index))
                 break  # OrderedReady: the next one waits for this one
             if not ready(pod):

@@ -8,6 +8,10 @@ from typing import Any
 
 from podlab.controllers.controller import Controller
 
+# Pods one sync creates at most, as the ReplicaSet controller's burstReplicas: a large
+# count is reached over several syncs, between which other keys (its delete) are handled.
+BURST = 500
+
 
 class WorkloadController(Controller):
     """A controller of pods made from its objects' templates: keyed by (namespace, name) of
@@ -18,6 +22,16 @@ class WorkloadController(Controller):
 
     def owner(self, pod: dict[str, Any]) -> str | None:
         return controller_of(pod, self.kind)
+
+    def still_wanted(self, owner: dict[str, Any]) -> bool:
+        """Whether `owner` is still there as read (same uid and generation) and not being
+        deleted: asked before every pod made for it, so that deleting or changing it stops
+        the pods it was getting at once rather than after the sync."""
+        meta = owner["metadata"]
+        now = self.get(self.resource, meta["namespace"], meta["name"])
+        return (now is not None and not now["metadata"].get("deletionTimestamp")
+                and (now["metadata"]["uid"], now["metadata"].get("generation")) ==
+                (meta["uid"], meta.get("generation")))
 
     def on_event(self, _kind: str, resource: str, obj: dict[str, Any]) -> None:
         namespace = obj["metadata"].get("namespace")

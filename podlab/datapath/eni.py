@@ -4,6 +4,10 @@ A freshly attached ENI appears down, with its MAC and no address. Pods' traffic 
 through it by policy routing (veth) or by being its ipvlan children (ipvlan), so it gets
 its own routing table whose default route goes to the vSwitch gateway on that device.
 An exclusive ENI is not prepared: it moves into its pod whole.
+
+The table is a function of the ENI's MAC, not of its device: an ENI detached and attached
+again comes back as a new device with a new ifindex, and its pods' rules, which name the
+table, must still lead out through it once `prepare_eni` has filled the table again.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from podlab.datapath.model import EniLink
 TABLE_BASE = 1000
 
 
-def eni_table(ifindex: int) -> int:
-    """Terway's choice of routing table for an ENI: 1000 + its ifindex, unique per node."""
-    return TABLE_BASE + ifindex
+def eni_table(mac: str) -> int:
+    """The ENI's routing table: 1000 + the last three octets of its MAC, the part an OUI
+    leaves to the NIC (every ECS ENI is 00:16:3e:xx:xx:xx, so unique in a region). Terway
+    uses 1000 + the device's ifindex, which a re-attached ENI does not keep."""
+    return TABLE_BASE + int("".join(mac.split(":")[3:]), 16)
 
 
 def eni_link(node_netns: str | None, device: str, gateway: IPv4Address,
@@ -26,7 +32,8 @@ def eni_link(node_netns: str | None, device: str, gateway: IPv4Address,
     """Describe an attached ENI device from what the node sees (its MAC and ifindex)."""
     with netlink.opened(node_netns) as ns:
         index = netlink.require_link(ns, device, node_netns or "this netns")
-        return EniLink(device, netlink.link_mac(ns, index), gateway, cidr, eni_table(index))
+        mac = netlink.link_mac(ns, index)
+        return EniLink(device, mac, gateway, cidr, eni_table(mac))
 
 
 def prepare_eni(node_netns: str | None, eni: EniLink) -> None:

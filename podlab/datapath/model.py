@@ -17,7 +17,7 @@ class DatapathError(Exception):
 @dataclass(frozen=True)
 class EniLink:
     """An attached ENI as its node sees it. `table` is the policy-routing table holding the
-    ENI's default route (Terway uses 1000 + the device's ifindex; see `eni_table`)."""
+    ENI's default route (a function of the MAC, so it survives a re-attach; `eni_table`)."""
 
     device: str
     mac: str

@@ -20,6 +20,7 @@ from typing import Any
 from podlab.datapath import netlink
 from podlab.datapath.model import (
     DatapathError,
+    EniLink,
     Interface,
     IpConfig,
     PodInterfaces,
@@ -101,6 +102,16 @@ class VethDatapath:
             problems += _check_eni(node, pod)
         problems += _check_pod(pod, host_mac)
         return problems
+
+
+def restore_proxies(node_netns: str | None, eni: EniLink, ips: list[IPv4Address]) -> None:
+    """The neighbour proxy entries of the ENI's pods, on a device that replaced the one
+    they were made on (the entries die with a device; the pods' rules name the table,
+    which outlives it): an ENI detached and attached again answers ARP for them again."""
+    with netlink.opened(node_netns) as node:
+        index = netlink.require_link(node, eni.device, node_netns or "this netns")
+        for ip in ips:
+            node.neigh("replace", dst=str(ip), ifindex=index, flags=netlink.NTF_PROXY)
 
 
 @dataclass(frozen=True)

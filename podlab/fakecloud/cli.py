@@ -27,8 +27,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             "printed at start)")
     serve.add_argument("--topology", metavar="FILE",
                        help="the world to serve (default: 2 instances in 2 zones)")
-    serve.add_argument("--attach-delay", type=float, default=0.0, metavar="SECONDS",
-                       help="how long an attach or detach takes to settle")
+    serve.add_argument("--attach-delay", type=float, metavar="SECONDS",
+                       help="how long an attach or detach takes to settle (default: the "
+                            "topology's cloud.attach_delay, else 0)")
+    serve.add_argument("--state", metavar="FILE",
+                       help="keep the cloud's state in this SQLite file and continue from "
+                            "it when it exists (default: in memory only)")
     serve.set_defaults(func=cmd_serve)
 
 
@@ -36,9 +40,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stop = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # before any thread starts
     topology = load_topology(args.topology) if args.topology else default_topology()
-    endpoint = Endpoint(Cloud(topology, attach_delay=args.attach_delay),
+    delay = topology.attach_delay if args.attach_delay is None else args.attach_delay
+    endpoint = Endpoint(Cloud(topology, attach_delay=delay, state=args.state),
                         {args.access_key_id: args.access_key_secret})
-    endpoint.faults.set(topology.faults)
     token = args.admin_token or secrets.token_urlsafe(16)
     server = cloud_server(endpoint, args.host, args.port, admin_token=token).start()
     print(f"fakecloud: serving {topology.region} ({len(topology.nodes)} instances, "

@@ -131,3 +131,23 @@ class InvalidTimeStampExpired(CloudError):
 class IdempotentParameterMismatch(CloudError):
     code = "IdempotentParameterMismatch"
     status = 400
+
+
+class InvalidSecurityTokenExpired(CloudError):
+    code = "InvalidSecurityToken.Expired"
+    status = 400
+
+
+class InvalidSecurityTokenMismatch(CloudError):
+    code = "InvalidSecurityToken.MismatchWithAccessKey"
+    status = 400
+
+
+class InvalidSecurityTokenMalformed(CloudError):
+    code = "InvalidSecurityToken.Malformed"
+    status = 400
+
+
+class ForbiddenRam(CloudError):
+    code = "Forbidden.RAM"
+    status = 403

@@ -4,6 +4,13 @@ recognised by the source address of its request, as on ECS.
 The view may lag the API by `lag` seconds, as the real service does: each answer comes
 from the newest snapshot at least that old, so an agent that trusts metadata right after
 an attach sees the stale world a real one would.
+
+Every instance has the RAM role `podlab-node`: `ram/security-credentials/podlab-node`
+answers STS credentials for it, the same until half their lifetime has passed and then
+new ones, so a client that reads again before its set expires never holds an expired one.
+An instance's pods (the addresses of its ENIs) are answered as the instance only with
+`pods=True`, as on a bare ECS instance; hardened clusters block them, and so do labs by
+default: a pod that could read the role's credentials could act as its node's agent.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any
 
 from podlab.fakecloud.background import BackgroundServer
 from podlab.fakecloud.models import Cloud
-from podlab.fakecloud.wire import DEFAULT_CREDENTIALS
+from podlab.fakecloud.ram import NODE_ROLE, Principal, Ram
 
 TOKEN_HEADER = "X-aliyun-ecs-metadata-token"
 TTL_HEADER = "X-aliyun-ecs-metadata-token-ttl-seconds"
@@ -65,24 +72,23 @@ def snapshot(cloud: Cloud) -> View:
     return view
 
 
-RAM_ROLE = "podlab-node"
 RAM_PREFIX = "ram/security-credentials/"
 
 
 class MetadataService:
-    """Answers metadata paths for a caller address, from a possibly lagging view. Every
-    instance has the RAM role `podlab-node`, whose STS credentials are the cloud's keys."""
+    """Answers metadata paths for a caller address, from a possibly lagging view; the RAM
+    role's credentials come from `ram` (the endpoint's, which checks them)."""
 
-    def __init__(self, cloud: Callable[[], Cloud], lag: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic,
-                 credentials: tuple[str, str] = next(iter(DEFAULT_CREDENTIALS.items()))
-                 ) -> None:
+    def __init__(self, cloud: Callable[[], Cloud], ram: Ram, lag: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic, *, pods: bool = True) -> None:
         self.cloud = cloud
+        self.ram = ram
         self.lag = lag
         self.clock = clock
-        self.credentials = credentials
+        self.pods = pods
         self._history: list[tuple[float, View]] = []
         self._tokens: dict[str, float] = {}
+        self._role_credentials: dict[str, Principal] = {}  # instance id -> its current set
         self._lock = threading.Lock()
 
     def view(self) -> View:
@@ -106,17 +112,26 @@ class MetadataService:
         with self._lock:
             return token is not None and self._tokens.get(token, 0) > self.clock()
 
+    def refusal(self, caller: str) -> tuple[int, str] | None:
+        """Why `caller` gets nothing at all (not even a token), or None."""
+        view = self.view()
+        return None if self._instance(view, caller) is not None else _refused(view, caller)
+
+    def _instance(self, view: View, caller: str) -> View | None:
+        return next((t for t in view.values() if caller == t["private-ipv4"]
+                     or (self.pods and caller in t["addresses"])), None)
+
     def answer(self, caller: str, path: str) -> tuple[int, str]:
         """(status, body) for a GET of `path` from address `caller`."""
-        tree = next((t for t in self.view().values()
-                     if caller == t["private-ipv4"] or caller in t["addresses"]), None)
+        view = self.view()
+        tree = self._instance(view, caller)
         if tree is None:
-            return 404, f"no instance has the address {caller}"
+            return _refused(view, caller)
         key = path[len(PREFIX):] if path.startswith(PREFIX) else None
         if key is None:
             return 404, "not found"
         if key.startswith(RAM_PREFIX):
-            return self._role(key[len(RAM_PREFIX):])
+            return self._role(tree["instance-id"], key[len(RAM_PREFIX):])
         if key in ("network/interfaces/macs", "network/interfaces/macs/"):
             return 200, "\n".join(f"{mac}/" for mac in tree["macs"])
         if key.startswith("network/interfaces/macs/"):
@@ -126,18 +141,31 @@ class MetadataService:
         value = tree.get(key)
         return (200, value) if isinstance(value, str) else (404, "not found")
 
-
-    def _role(self, name: str) -> tuple[int, str]:
+    def _role(self, instance_id: str, name: str) -> tuple[int, str]:
         if not name:
-            return 200, RAM_ROLE
-        if name != RAM_ROLE:
+            return 200, NODE_ROLE
+        if name != NODE_ROLE:
             return 404, "not found"
-        key, secret = self.credentials
-        expires = datetime.fromtimestamp(time.time() + 3600, UTC)
-        return 200, json.dumps({"AccessKeyId": key, "AccessKeySecret": secret,
-                                "SecurityToken": f"podlab-sts-{secrets.token_hex(8)}",
-                                "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        with self._lock:
+            current = self._role_credentials.get(instance_id)
+            if current is None or current.expires is None or \
+                    self.ram.wall() >= current.expires - self.ram.sts_lifetime / 2:
+                current = self._role_credentials[instance_id] = self.ram.assume_role(NODE_ROLE)
+        assert current.expires is not None
+        issued = datetime.fromtimestamp(current.expires - self.ram.sts_lifetime, UTC)
+        return 200, json.dumps({"AccessKeyId": current.access_key_id,
+                                "AccessKeySecret": current.secret,
+                                "SecurityToken": current.security_token,
+                                "Expiration": current.expiration(),
+                                "LastUpdated": issued.strftime("%Y-%m-%dT%H:%M:%SZ"),
                                 "Code": "Success"})
+
+
+def _refused(view: View, caller: str) -> tuple[int, str]:
+    if any(caller in t["addresses"] for t in view.values()):
+        return 403, (f"{caller} is a pod's address: instance metadata is not served to pods "
+                     "here (the lab's pod_metadata setting)")
+    return 404, f"no instance has the address {caller}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -154,6 +182,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_PUT(self) -> None:
+        refusal = self.service.refusal(type(self).caller(self.client_address[0]))
+        if refusal is not None:
+            self._send(*refusal)
+            return
         if self.path != "/latest/api/token":
             self._send(404, "not found")
             return

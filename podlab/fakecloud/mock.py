@@ -38,11 +38,14 @@ def _callback(endpoint: Endpoint) -> Callback:
 
 @contextmanager
 def mock(topology: Topology | None = None, *, credentials: Mapping[str, str] | None = None,
-         attach_delay: float = 0.0, clock: Callable[[], float] = time.monotonic
+         attach_delay: float | None = None, clock: Callable[[], float] = time.monotonic
          ) -> Iterator[Endpoint]:
     """Every SDK call to any endpoint in the block goes to one fake cloud; yields its
-    Endpoint (`.cloud` is the model, `.calls` the call log)."""
-    cloud = Cloud(topology or default_topology(), attach_delay=attach_delay, clock=clock)
+    Endpoint (`.cloud` is the model, `.calls` the call log). The topology's seed, faults
+    and attach delay are the cloud's, unless `attach_delay` is given."""
+    topology = topology or default_topology()
+    delay = topology.attach_delay if attach_delay is None else attach_delay
+    cloud = Cloud(topology, attach_delay=delay, clock=clock)
     endpoint = Endpoint(cloud, credentials)
     with ExitStack() as stack:
         for target in _request_modules():

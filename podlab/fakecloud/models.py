@@ -6,22 +6,36 @@ like the real API: Attach answers at once with the ENI `Attaching`, and it turns
 `attach_delay` seconds later (Detach likewise via `Detaching` to `Available`). The fabric
 hooks keep the data plane in step: an attached ENI's device and routes exist, and only
 those.
+
+Given a state file (`state=`, see `persist`), the model writes each mutation through to it
+before releasing its lock, and a model opened on an existing file continues from it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import itertools
+import json
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, TypeVar, cast
 
 from podlab.fakecloud import exceptions as err
 from podlab.fakecloud.instance_types import INSTANCE_TYPES, InstanceType
-from podlab.fakecloud.topology import SECURITY_GROUP_ID, Node, Topology, VSwitch, mac_address
+from podlab.fakecloud.persist import Row, StateFile
+from podlab.fakecloud.topology import (
+    SECURITY_GROUP_ID,
+    Node,
+    Topology,
+    TopologyError,
+    VSwitch,
+    mac_address,
+)
 
 T = TypeVar("T")
 MAX_IPS_UNATTACHED = 10  # what an ENI may hold before it is attached to an instance
@@ -58,9 +72,32 @@ class Eni:
     def ips(self) -> list[str]:
         return [self.primary_ip, *self.secondary_ips]
 
+    def row(self) -> Row:
+        """The ENI as its state file stores it (the vSwitch by id)."""
+        return {"id": self.id, "vswitch": self.vswitch.id, "mac": self.mac,
+                "primary_ip": self.primary_ip, "type": self.type, "status": self.status,
+                "instance_id": self.instance_id, "secondary_ips": self.secondary_ips,
+                "ipv6": self.ipv6, "tags": self.tags, "security_groups": self.security_groups,
+                "settles_at": self.settles_at}
+
+
+def _world(topology: Topology) -> str:
+    """What a state file was written for: the topology's world, not its faults."""
+    return json.dumps({k: v for k, v in topology.to_dict().items()
+                       if k in ("region", "vpc", "vswitches", "nodes")}, sort_keys=True)
+
+
+def _canonical(request: Hashable) -> str:
+    """A ClientToken's request compared by meaning and storable: sets in sorted order."""
+    return json.dumps(request, default=sorted)
+
 
 class Cloud:
-    """One region's ECS/VPC state, built from a topology; thread-safe."""
+    """One region's ECS/VPC state, built from a topology, or continued from the state file
+    `state` when that holds one (of the same world); thread-safe.
+
+    `clock` is the system's monotonic clock by default, which runs on across processes, so
+    an attach that was settling when a cloud died settles on time in its successor."""
 
     def __init__(
         self,
@@ -69,6 +106,7 @@ class Cloud:
         hooks: FabricHooks | None = None,
         attach_delay: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        state: str | Path | None = None,
     ) -> None:
         self.topology = topology
         self.hooks = hooks
@@ -80,13 +118,73 @@ class Cloud:
         self.enis: dict[str, Eni] = {}
         self._used: dict[str, set[str]] = {v.id: set() for v in topology.vswitches}
         self._ipv6_used: set[str] = set()
-        self._tokens: dict[tuple[str, str], tuple[Hashable, object]] = {}
-        self._ids = itertools.count(1)
-        for node in topology.nodes:
-            self._used[node.vswitch.id].add(str(node.primary_ip))
-            self.enis[node.primary_eni_id] = Eni(
-                node.primary_eni_id, node.vswitch, node.mac, str(node.primary_ip), "Primary",
-                "InUse", node.instance_id, security_groups=[SECURITY_GROUP_ID])
+        self._tokens: dict[tuple[str, str], tuple[str, object]] = {}
+        self._next_id = 1
+        # the write-through: what the mutation in progress changed, written when it ends
+        self.state_file = StateFile(state) if state is not None else None
+        self._depth = 0
+        self._changed: dict[str, None] = {}  # ENI ids, in the order they changed
+        self._new_tokens: list[tuple[str, str]] = []
+        saved = self.state_file.load() if self.state_file else None
+        if saved is None:
+            with self._mutation(fresh=True):
+                for node in topology.nodes:
+                    self._add(Eni(node.primary_eni_id, node.vswitch, node.mac,
+                                  str(node.primary_ip), "Primary", "InUse", node.instance_id,
+                                  security_groups=[SECURITY_GROUP_ID]))
+            return
+        if saved.world != _world(topology):
+            raise TopologyError("state", f"the cloud's state file {state} was written for "
+                                         f"another world: {saved.world}")
+        for row in saved.enis:
+            self._add(Eni(**{**row, "vswitch": self.vswitch(row["vswitch"])}))
+        self._changed.clear()  # as the file has them
+        self._tokens = dict(saved.tokens)
+        self._next_id = saved.next_id
+
+    def fresh(self) -> Cloud:
+        """A new world from the same topology, on the same state file, emptied."""
+        if self.state_file is not None:
+            self.state_file.write(next_id=1, clear=True)
+            self.state_file.close()
+        return Cloud(self.topology, hooks=self.hooks, attach_delay=self.attach_delay,
+                     clock=self.clock, state=self.state_file.path if self.state_file else None)
+
+    def close(self) -> None:
+        """Release the state file (the model in memory stays readable)."""
+        if self.state_file is not None:
+            self.state_file.close()
+
+    def _add(self, eni: Eni) -> None:
+        self.enis[eni.id] = eni
+        self._used[eni.vswitch.id].update(eni.ips)
+        self._ipv6_used.update(eni.ipv6)
+        self._changed[eni.id] = None
+
+    @contextlib.contextmanager
+    def _mutation(self, *, fresh: bool = False) -> Iterator[None]:
+        """Hold the lock; when the outermost mutation ends, even by an error (what it
+        changed stays changed), write what it changed to the state file in one
+        transaction. `_changed` names the ENIs it touched."""
+        with self.lock:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._flush(fresh)
+
+    def _flush(self, fresh: bool) -> None:
+        changed, self._changed = self._changed, {}
+        tokens, self._new_tokens = self._new_tokens, []
+        if self.state_file is None:
+            return
+        self.state_file.write(
+            world=_world(self.topology) if fresh else None, next_id=self._next_id,
+            enis=[self.enis[i].row() for i in changed if i in self.enis],
+            deleted=[i for i in changed if i not in self.enis],
+            tokens=[(*key, *self._tokens[key]) for key in tokens])
 
     # -- lookups ----------------------------------------------------------------------
 
@@ -133,12 +231,13 @@ class Cloud:
         token with another `request` (the call's meaning, not its encoding) is refused."""
         if token is None:
             return do()
-        with self.lock:
-            key = (action, token)
+        with self._mutation():
+            key, meaning = (action, token), _canonical(request)
             if key not in self._tokens:
-                self._tokens[key] = (request, do())
+                self._tokens[key] = (meaning, do())
+                self._new_tokens.append(key)
             first, answer = self._tokens[key]
-            if first != request:
+            if first != meaning:
                 raise err.IdempotentParameterMismatch(
                     f"The ClientToken {token!r} was used by a {action} with other parameters.")
             return cast(T, answer)
@@ -180,7 +279,7 @@ class Cloud:
     def create_eni(self, vswitch_id: str, *, security_groups: list[str],
                    secondary_count: int = 0, explicit: list[str] | None = None,
                    primary_ip: str | None = None, tags: dict[str, str] | None = None) -> Eni:
-        with self.lock:
+        with self._mutation():
             vsw = self.vswitch(vswitch_id)
             extra = len(explicit) if explicit else secondary_count
             if 1 + extra > MAX_IPS_UNATTACHED:
@@ -194,15 +293,16 @@ class Cloud:
                 self._used[vsw.id].difference_update(primary)
                 raise
             eni_id = "eni-" + hashlib.sha256(
-                f"{self.topology.vpc_id}/{next(self._ids)}".encode()).hexdigest()[:20]
+                f"{self.topology.vpc_id}/{self._next_id}".encode()).hexdigest()[:20]
+            self._next_id += 1
             eni = Eni(eni_id, vsw, mac_address(eni_id), primary[0], "Secondary", "Available",
                       secondary_ips=secondary, tags=dict(tags or {}),
                       security_groups=list(security_groups))
-            self.enis[eni_id] = eni
+            self._add(eni)
             return eni
 
     def delete_eni(self, eni_id: str) -> None:
-        with self.lock:
+        with self._mutation():
             eni = self.eni(eni_id)
             if eni.type == "Primary" or eni.status != "Available":
                 raise err.InvalidEniState(f"The ENI {eni_id} is {eni.status} ({eni.type}); "
@@ -210,9 +310,10 @@ class Cloud:
             self._used[eni.vswitch.id].difference_update(eni.ips)
             self._ipv6_used.difference_update(eni.ipv6)
             del self.enis[eni_id]
+            self._changed[eni_id] = None
 
     def attach_eni(self, eni_id: str, instance_id: str) -> None:
-        with self.lock:
+        with self._mutation():
             eni = self.eni(eni_id)
             node = self.instance(instance_id)
             itype = INSTANCE_TYPES[node.instance_type]
@@ -230,6 +331,7 @@ class Cloud:
             if eni.vswitch.zone != node.zone:
                 raise err.InvalidParameter(f"The ENI's vSwitch is in {eni.vswitch.zone}; the "
                                            f"instance {instance_id} is in {node.zone}.")
+            self._changed[eni_id] = None
             eni.instance_id = instance_id
             eni.status = "Attaching"
             eni.settles_at = self.clock() + self.attach_delay
@@ -240,7 +342,7 @@ class Cloud:
             self._settle(eni)
 
     def detach_eni(self, eni_id: str, instance_id: str | None = None) -> None:
-        with self.lock:
+        with self._mutation():
             eni = self.eni(eni_id)
             if eni.type == "Primary" or eni.status != "InUse":
                 raise err.InvalidEniState(f"The ENI {eni_id} is {eni.status} ({eni.type}); "
@@ -250,6 +352,7 @@ class Cloud:
                                            f"{instance_id}.")
             owner = eni.instance_id
             assert owner is not None
+            self._changed[eni_id] = None
             if self.hooks:
                 for ip in [*eni.ips, *eni.ipv6]:
                     self.hooks.unroute_ip(ip)
@@ -262,10 +365,12 @@ class Cloud:
     # -- secondary addresses ----------------------------------------------------------
 
     def _mutable(self, eni_id: str) -> Eni:
+        """The ENI an address call changes (marked changed); a settling one is busy."""
         eni = self.eni(eni_id)
         if eni.status in ("Attaching", "Detaching"):
             raise err.OperationConflict(f"The ENI {eni_id} is {eni.status}; another "
                                         "operation on it is in progress.")
+        self._changed[eni_id] = None
         return eni
 
     def _ipv4_quota(self, eni: Eni) -> int:
@@ -275,7 +380,7 @@ class Cloud:
 
     def assign_ips(self, eni_id: str, count: int = 0, explicit: list[str] | None = None
                    ) -> list[str]:
-        with self.lock:
+        with self._mutation():
             eni = self._mutable(eni_id)
             extra = len(explicit) if explicit else count
             quota = self._ipv4_quota(eni)
@@ -291,7 +396,7 @@ class Cloud:
             return ips
 
     def unassign_ips(self, eni_id: str, ips: list[str]) -> None:
-        with self.lock:
+        with self._mutation():
             eni = self._mutable(eni_id)
             for ip in ips:
                 if ip == eni.primary_ip:
@@ -307,7 +412,7 @@ class Cloud:
 
     def assign_ipv6(self, eni_id: str, count: int = 0, explicit: list[str] | None = None
                     ) -> list[str]:
-        with self.lock:
+        with self._mutation():
             eni = self._mutable(eni_id)
             extra = len(explicit) if explicit else count
             quota = (INSTANCE_TYPES[self.instance(eni.instance_id).instance_type]
@@ -334,7 +439,7 @@ class Cloud:
             return ips
 
     def unassign_ipv6(self, eni_id: str, ips: list[str]) -> None:
-        with self.lock:
+        with self._mutation():
             eni = self._mutable(eni_id)
             missing = [ip for ip in ips if ip not in eni.ipv6]
             if missing:

@@ -14,11 +14,13 @@ from typing import Any
 
 from podlab.fakecloud.background import BackgroundServer
 from podlab.fakecloud.exceptions import CloudError
+from podlab.fakecloud.faults import FaultSettingError
 from podlab.fakecloud.models import Cloud
 from podlab.fakecloud.responses import render_eni
 from podlab.fakecloud.wire import Endpoint
 
 ADMIN = "/_podlab/"
+MAX_BODY = 1024 * 1024  # an OpenAPI call's parameters are a few KB; a fault rule set, less
 
 
 def state(cloud: Cloud) -> dict[str, Any]:
@@ -39,6 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes; with Nagle on, keep-alive clients wait 40 ms.
     disable_nagle_algorithm = True
+    timeout = 30  # seconds a client may stall mid-request before its connection is closed
 
     def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)
@@ -64,9 +67,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "faults" and self.command == "POST":
             try:
                 self.endpoint.faults.set(json.loads(self._body or b"{}"))
-            except (ValueError, CloudError) as e:
+            except (ValueError, CloudError) as e:  # the rules in force stay as they were
+                field = {"field": e.field} if isinstance(e, FaultSettingError) else {}
                 self._reply(400, {"Content-Type": "application/json"},
-                            json.dumps({"error": str(e)}).encode())
+                            json.dumps({"error": str(e), **field}).encode())
                 return
             data = self.endpoint.faults.describe()
         elif path == "faults":
@@ -81,13 +85,21 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, {"Content-Type": "application/json"}, json.dumps(data).encode())
 
     def _api(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.headers.get("Content-Length") or "0"
+        length = int(raw) if raw.isdigit() else -1
+        if not 0 <= length <= MAX_BODY:  # a pod reaches this listener: bound what it sends
+            self.close_connection = True
+            self._reply(413 if length > MAX_BODY else 400, {"Content-Type": "application/json"},
+                        json.dumps({"error": f"Content-Length {raw!r}: a request body is "
+                                             f"0 to {MAX_BODY} bytes"}).encode())
+            return
         body = self.rfile.read(length) if length else b""
         self._body = body
         if self.admin_token is not None and self.path.startswith(ADMIN):
             self._admin()
             return
-        r = self.endpoint.handle(self.command, self.path, dict(self.headers.items()), body)
+        r = self.endpoint.handle(self.command, self.path, dict(self.headers.items()), body,
+                                 source=self.client_address[0])
         self._reply(r.status, r.headers, r.body)
 
     do_GET = _api

@@ -11,12 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from podlab.fakecloud.exceptions import (
-    InvalidAccessKeyId,
     InvalidParameter,
     MissingParameter,
     SignatureDoesNotMatch,
@@ -33,11 +32,8 @@ def _mismatch(string_to_sign: str) -> SignatureDoesNotMatch:
                                  f"server string to sign is:{string_to_sign}")
 
 
-def _secret(credentials: Mapping[str, str], access_key_id: str) -> str:
-    secret = credentials.get(access_key_id)
-    if secret is None:
-        raise InvalidAccessKeyId(f"Specified access key {access_key_id!r} is not found.")
-    return secret
+# The secret of an access key id; raises InvalidAccessKeyId for a key it does not know.
+SecretOf = Callable[[str], str]
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,7 @@ class HttpRequest:
     body: bytes
 
 
-def verify_acs3(request: HttpRequest, credentials: Mapping[str, str]) -> str:
+def verify_acs3(request: HttpRequest, secret_of: SecretOf) -> str:
     """Checks the signature; returns the access key id that signed."""
     method, path, query, headers, body = (request.method, request.path, request.query,
                                           request.headers, request.body)
@@ -63,7 +59,7 @@ def verify_acs3(request: HttpRequest, credentials: Mapping[str, str]) -> str:
     if not {"Credential", "SignedHeaders", "Signature"} <= set(fields):
         raise MissingParameter("The Authorization header lacks Credential, SignedHeaders or "
                                "Signature.")
-    secret = _secret(credentials, fields["Credential"])
+    secret = secret_of(fields["Credential"])
     payload = headers.get("x-acs-content-sha256", "")
     if payload != hashlib.sha256(body).hexdigest():
         raise _mismatch("x-acs-content-sha256 does not match the body")
@@ -79,13 +75,13 @@ def verify_acs3(request: HttpRequest, credentials: Mapping[str, str]) -> str:
     return fields["Credential"]
 
 
-def verify_rpc(method: str, params: Mapping[str, str], credentials: Mapping[str, str]) -> str:
+def verify_rpc(method: str, params: Mapping[str, str], secret_of: SecretOf) -> str:
     """Checks the signature; returns the access key id that signed."""
     for name in ("AccessKeyId", "Signature"):
         if name not in params:
             raise MissingParameter(f"The input parameter \"{name}\" that is mandatory for "
                                    "processing this request is not supplied.")
-    secret = _secret(credentials, params["AccessKeyId"])
+    secret = secret_of(params["AccessKeyId"])
     signed = {k: v for k, v in params.items() if k != "Signature"}
     canonical = "&".join(f"{_encode(k)}={_encode(signed[k])}" for k in sorted(signed))
     string_to_sign = f"{method}&%2F&{_encode(canonical)}"

@@ -4,6 +4,8 @@ One file describes it (YAML, validated against topology.schema.json); `podlab up
 `podlab fakecloud serve` read the same file, so it lives with the cloud, not the lab.
 Everything a real cloud would assign (instance ids, primary ENI ids, MACs, primary IPs)
 is derived deterministically from the file, so a topology always yields the same world.
+The file is input from anyone: its size, its aliases and its ranges are bounded before
+anything is built from it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from podlab.fakecloud.faults import FaultSettingError, faults_from_dict
 from podlab.fakecloud.instance_types import INSTANCE_TYPES
 
 DEFAULT_REGION = "cn-hangzhou"
@@ -27,6 +30,26 @@ DEFAULT_VPC_CIDR = "192.168.0.0/16"
 DEFAULT_INSTANCE_TYPE = "ecs.g7.large"
 ALIBABA_OUI = "00:16:3e"
 SECURITY_GROUP_ID = "sg-podlab"  # the cluster's: every node's primary ENI is in it
+PRIVATE_RANGES = "10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+
+# A topology file is small: a thousand nodes take some 100 KB. Bigger, or expanding (by its
+# YAML aliases) to more values, or nesting deeper than any topology, it is refused before
+# anything walks it: an alias bomb of a few hundred bytes expands to billions of values.
+MAX_BYTES = 1024 * 1024
+MAX_VALUES = 100_000
+MAX_DEPTH = 32
+
+# What no VPC may hold: the ranges Alibaba refuses for a VPC (100.64.0.0/10 holds the
+# cloud's own services: OpenAPI endpoints, metadata at 100.100.100.200, DNS at 100.100.2.136)
+# and those that are never a host's unicast address.
+RESERVED_RANGES = {
+    ipaddress.IPv4Network("0.0.0.0/8"): "'this network' (RFC 791)",
+    ipaddress.IPv4Network("127.0.0.0/8"): "loopback",
+    ipaddress.IPv4Network("169.254.0.0/16"): "link-local",
+    ipaddress.IPv4Network("100.64.0.0/10"): "the cloud's own services (100.100.0.0/16 in it)",
+    ipaddress.IPv4Network("224.0.0.0/4"): "multicast",
+    ipaddress.IPv4Network("240.0.0.0/4"): "reserved (class E and broadcast)",
+}
 
 
 class TopologyError(ValueError):
@@ -85,6 +108,9 @@ class Topology:
     vswitches: tuple[VSwitch, ...]
     nodes: tuple[Node, ...]
     faults: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    seed: int = 0  # of the cloud's random fault draws: the same seed replays a failure
+    attach_delay: float = 0.0  # seconds an attach or detach takes to settle
+    metadata_lag: float = 0.0  # seconds instance metadata lags the API
 
     def vswitch(self, vswitch_id: str) -> VSwitch:
         for v in self.vswitches:
@@ -117,7 +143,35 @@ class Topology:
                 for n in self.nodes
             ],
             **({"faults": dict(self.faults)} if self.faults else {}),
+            **({"seed": self.seed} if self.seed else {}),
+            **({"cloud": cloud} if (cloud := self._cloud_settings()) else {}),
         }
+
+    def _cloud_settings(self) -> dict[str, float]:
+        return {k: v for k, v in (("attach_delay", self.attach_delay),
+                                  ("metadata_lag", self.metadata_lag)) if v}
+
+    def configured(self, *, seed: int | None = None, attach_delay: float | None = None,
+                   metadata_lag: float | None = None) -> Topology:
+        """This world with another seed or cloud timing (None keeps the file's), checked as
+        a file's would be."""
+        data = self.to_dict()
+        if seed is not None:
+            data["seed"] = seed
+        for key, value in (("attach_delay", attach_delay), ("metadata_lag", metadata_lag)):
+            if value is not None:
+                data.setdefault("cloud", {})[key] = value
+        return Topology.from_dict(data)
+
+    def check_vpc_clear_of(self, taken: Mapping[ipaddress.IPv4Network, str]) -> None:
+        """Refuse a VPC that overlaps a range routed elsewhere (`taken`: range -> what it
+        is), before anything is built: its addresses would go there instead."""
+        for network, what in taken.items():
+            if self.vpc_cidr.overlaps(network):
+                raise TopologyError("vpc.cidr", f"{self.vpc_cidr} overlaps {network}, {what}; "
+                                                f"give the VPC a range clear of it, such as "
+                                                f"{PRIVATE_RANGES} (the default is "
+                                                f"{DEFAULT_VPC_CIDR})")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Topology:
@@ -129,20 +183,61 @@ class Topology:
         vswitches = _vswitches(data["vswitches"], vpc_cidr, data.get("zones"))
         zones = tuple(data.get("zones") or dict.fromkeys(v.zone for v in vswitches))
         nodes = _nodes(data["nodes"], vswitches, vpc_id)
-        return cls(region, zones, vpc_id, vpc_cidr, vswitches, nodes, data.get("faults", {}))
+        faults = data.get("faults", {})
+        try:
+            faults_from_dict(faults)
+        except FaultSettingError as e:
+            raise TopologyError(f"faults.{e.field}",
+                                e.message.removeprefix(f"{e.field}: ")) from None
+        cloud = data.get("cloud", {})
+        topology = cls(region, zones, vpc_id, vpc_cidr, vswitches, nodes, faults,
+                       data.get("seed", 0), cloud.get("attach_delay", 0.0),
+                       cloud.get("metadata_lag", 0.0))
+        topology.check_vpc_clear_of(RESERVED_RANGES)
+        return topology
 
 
 def load_topology(path: str | Path) -> Topology:
     """Read a topology YAML (or JSON) file; errors name the field that is wrong."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        with open(path, "rb") as f:
+            text = f.read(MAX_BYTES + 1)
     except OSError as e:
         raise TopologyError(str(path), f"cannot read it: {e.strerror}") from None
+    if len(text) > MAX_BYTES:
+        raise TopologyError(str(path), f"larger than {MAX_BYTES} bytes; a topology is a few "
+                                       "KB (see docs/topology.md)")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise TopologyError(str(path), f"not valid YAML: {e}") from e
+    except RecursionError:
+        raise TopologyError(str(path), "nested too deeply to be a topology") from None
     if not isinstance(data, dict):
         raise TopologyError(str(path), "a topology is a mapping with vswitches and nodes")
+    _check_bounded(data, str(path))
     return Topology.from_dict(data)
+
+
+def _check_bounded(doc: Any, path: str) -> None:
+    """Count `doc`'s values as serialising it would (every alias in full), up to MAX_VALUES,
+    and its depth, up to MAX_DEPTH; counted before they are walked, so neither a bomb nor a
+    self-referencing alias costs more than that."""
+    stack: list[tuple[Any, int]] = [(doc, 0)]
+    seen = 1
+    while stack:
+        node, depth = stack.pop()
+        children = list(node.values()) if isinstance(node, dict) else node
+        if not isinstance(children, list) or not children:
+            continue
+        if depth >= MAX_DEPTH:
+            raise TopologyError(path, f"nested deeper than {MAX_DEPTH} levels; a topology "
+                                      "has a few")
+        seen += len(children)
+        if seen > MAX_VALUES:
+            raise TopologyError(path, f"expands to more than {MAX_VALUES} values (YAML aliases "
+                                      "repeat what they name); a topology has far fewer")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def default_topology(nodes: int = 2, region: str = DEFAULT_REGION) -> Topology:

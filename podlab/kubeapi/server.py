@@ -460,6 +460,11 @@ class KubeApiServer:
         self._thread: threading.Thread | None = None
 
     @property
+    def port(self) -> int:
+        """The port served, so a restarted server can take it again."""
+        return int(self._httpd.server_address[1])
+
+    @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
         host = str(host)

@@ -1,11 +1,14 @@
-"""The API server's storage: objects in memory, one resourceVersion counter, watches and
-in-process subscriptions.
+"""The API server's storage: objects in memory, written through to a revision log on disk
+(`sqlstore`, kine's shape: the resourceVersion is the row id), watches and in-process
+subscriptions.
 
 Semantics follow the real API server where the lab or a client can tell the difference:
 every write bumps one global resourceVersion; stale writes conflict; a write that changes
 nothing is not an event; status is only written through the status subresource; a watch
-resumes from any resourceVersion still in the bounded history, and an older one is 410
-Gone so the client relists.
+resumes from any resourceVersion the log still keeps (the last `history` changes), and an
+older one is 410 Gone so the client relists. A change is on disk before anyone sees it,
+so a store reopened from its file (`Store(path)`, or `reopen()`: what restarting the API
+server does) has every object with its resourceVersion and uid, and resumes watches.
 
 The store is the same for every kind: what differs (defaults, validation, initial status,
 selectable fields, hooks) it asks the kind's `Strategy` from its `Registry`. The one kind
@@ -22,8 +25,10 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from podlab.kubeapi.errors import ApiError, bad_request, not_found
@@ -41,6 +46,7 @@ from podlab.kubeapi.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from podlab.kubeapi.sqlstore import RevisionLog
 from podlab.kubeapi.strategy import Allocators, Strategy
 
 __all__ = ["ApiError", "Store", "Watch"]
@@ -143,36 +149,84 @@ class Watch:
                 raise StopIteration
 
     def close(self) -> None:
+        self._end()
+        self._store._forget(self)
+
+    def _end(self) -> None:
         with self._cond:
             self._closed = True
             self._events.clear()
             self._cond.notify_all()
-        self._store._forget(self)
 
 
 class Store:
-    """Thread-safe in-memory objects keyed by resource ("pods", "services", ...), one global
-    resourceVersion counter; `kinds` are the kinds served (the built-in ones by default)."""
+    """Thread-safe objects keyed by resource ("pods", "services", ...), one global
+    resourceVersion counter; `kinds` are the kinds served (the built-in ones by default).
 
-    def __init__(self, service_cidr: str = "10.96.0.0/12", history: int = 1000,
-                 namespace_grace: float = 1.0, kinds: Registry = BUILTIN) -> None:
+    `path`: the file that keeps them, created if missing and read back if not (a lab's is
+    `<run dir>/kube.db`); None keeps them in memory only, for tests."""
+
+    def __init__(self, path: Path | str | None = None, *, service_cidr: str = "10.96.0.0/12",
+                 history: int = 1000, namespace_grace: float = 1.0,
+                 kinds: Registry = BUILTIN) -> None:
         self.kinds = kinds
+        self.path = Path(path) if path is not None else None
         self._scope = kinds.scope
         self._lock = threading.Lock()
         self._namespace_grace = namespace_grace
-        self._objects: dict[str, dict[Key, Obj]] = {s.resource.name: {} for s in kinds}
-        self._rv = 0
-        self._history: deque[_Change] = deque(maxlen=history)
-        self._floor = 0  # every change after this resourceVersion is still in _history
+        self._service_cidr = service_cidr
+        self._history = history
         self._watches: set[Watch] = set()
+        self._timers: dict[str, threading.Timer] = {}  # Terminating namespaces' ends
         self._subscribers: list[Callback] = []
         self._pending: deque[tuple[str, str, Obj]] = deque()
         self._dispatch = threading.Lock()
         self._local = threading.local()
-        self._allocators = Allocators(ClusterIPAllocator(service_cidr))
+        with self._lock:
+            self._open()
         for s in sorted(kinds, key=lambda k: k is not self._scope):  # namespaces first
             for obj in s.initial_objects():
-                self.create(s.resource.name, obj)
+                if self._key(s.resource, obj["metadata"].get("namespace"),
+                             obj["metadata"]["name"]) not in self._objects[s.resource.name]:
+                    self.create(s.resource.name, obj)
+
+    def reopen(self) -> None:
+        """What restarting the API server does to its storage: every watch ends, and the
+        objects, the resourceVersion counter and the watch history are read back from the
+        file. Nothing held in memory survives but the in-process subscribers (clients
+        that stay connected), which miss nothing: no write happens in between."""
+        if self.path is None:
+            raise ValueError("a store kept in memory cannot be reopened")
+        with self._lock:
+            self._shut()
+            self._open()
+
+    def close(self) -> None:
+        """End every watch and release the file; a write after this is 503."""
+        with self._lock:
+            self._shut()
+
+    def _open(self) -> None:
+        """Read the file into memory, and take back what the objects hold (under the lock)."""
+        self._log = RevisionLog(self.path)
+        contents = self._log.load([s.resource.name for s in self.kinds])
+        self._objects: dict[str, dict[Key, Obj]] = contents.objects
+        self._rv = contents.revision
+        self._allocators = Allocators(ClusterIPAllocator(self._service_cidr))
+        for s in self.kinds:
+            for key, obj in self._objects[s.resource.name].items():
+                s.on_restore(obj, self._allocators)
+                if s is self._scope and obj["metadata"].get("deletionTimestamp"):
+                    self._end_later(key[1])  # Terminating when the file was closed
+
+    def _shut(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for w in self._watches:
+            w._end()
+        self._watches.clear()
+        self._log.close()
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -216,12 +270,11 @@ class Store:
                     since = int(resource_version)
                 except ValueError:
                     raise bad_request(f"invalid resource version {resource_version!r}") from None
-                if since < self._floor:
+                if since < self._log.floor:
                     raise ApiError(410, "Expired", f"too old resource version: {since} "
-                                                   f"({self._floor + 1})")
-                for change in self._history:
-                    if change.rv > since and change.resource == r.name:
-                        w._offer(change)
+                                                   f"({self._log.floor + 1})")
+                for rev in self._log.since(r.name, since):
+                    w._offer(_Change(rev.rv, rev.event, r.name, rev.obj, rev.old))
             self._watches.add(w)
         return w
 
@@ -252,7 +305,7 @@ class Store:
             meta["name"] = f"{generated}{''.join(random.choices(_NAME_CHARS, k=5))}"
         s.default(obj)  # after the name is known: a Namespace's default label is its name
         s.ensure_valid(obj)
-        with self._lock:
+        with self._writing():
             if r.namespaced:
                 self._check_namespace(meta["namespace"])
             key = self._key(r, meta.get("namespace"), meta["name"])
@@ -260,11 +313,8 @@ class Store:
                 raise ApiError(409, "AlreadyExists", f'{r.qualified} "{meta["name"]}" '
                                f"already exists", kind=r.name, name=meta["name"], group=r.group)
             s.on_create(obj, self._allocators)
-            self._rv += 1
-            meta.update(uid=str(uuid.uuid4()), resourceVersion=str(self._rv),
-                        creationTimestamp=now(), generation=1)
-            self._objects[r.name][key] = obj
-            self._record("ADDED", r.name, obj, None)
+            meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
+            self._record("ADDED", r, key, obj, None)
             result = copy.deepcopy(obj)
         self._deliver()
         return result
@@ -309,7 +359,7 @@ class Store:
         and after `namespace_grace` seconds takes whatever is left with it."""
         s = self.kinds.strategy(resource)
         r = s.resource
-        with self._lock:
+        with self._writing():
             key = self._key(r, namespace, name)
             if key not in self._objects[r.name]:
                 raise not_found(r.name, name, r.group)
@@ -324,6 +374,16 @@ class Store:
         return result
 
     # -- internals -----------------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The lock, and the log's transaction committed before it is released: what is
+        in memory when the lock is free is on disk."""
+        with self._lock:
+            try:
+                yield
+            finally:
+                self._log.commit()
 
     def _check_namespace(self, name: str) -> None:
         r = self._scope.resource
@@ -362,7 +422,7 @@ class Store:
         r = s.resource
         if status and not r.has_status:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        with self._lock:
+        with self._writing():
             key = self._key(r, namespace, name)
             old = self._objects[r.name].get(key)
             if old is None:
@@ -397,10 +457,7 @@ class Store:
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
             if new == old:
                 return copy.deepcopy(old)  # a no-op write is not a change, as in the API
-            self._rv += 1
-            new["metadata"]["resourceVersion"] = str(self._rv)
-            self._objects[r.name][key] = new
-            self._record("MODIFIED", r.name, new, old)
+            self._record("MODIFIED", r, key, new, old)
             result = copy.deepcopy(new)
         self._deliver()
         return result
@@ -418,17 +475,22 @@ class Store:
         new = copy.deepcopy(old)
         new["metadata"]["deletionTimestamp"] = now()
         self._scope.mark_terminating(new)
-        self._rv += 1
-        new["metadata"]["resourceVersion"] = str(self._rv)
-        self._objects[name][key] = new
-        self._record("MODIFIED", name, new, old)
-        timer = threading.Timer(self._namespace_grace, self._end_namespace, (key[1],))
-        timer.daemon = True
-        timer.start()
+        self._record("MODIFIED", self._scope.resource, key, new, old)
+        self._end_later(key[1])
         return new
 
+    def _end_later(self, namespace: str) -> None:
+        """End a Terminating namespace after the grace period (under the lock)."""
+        timer = threading.Timer(self._namespace_grace, self._end_namespace, (namespace,))
+        timer.daemon = True
+        self._timers[namespace] = timer
+        timer.start()
+
     def _end_namespace(self, name: str) -> None:
-        with self._lock:
+        with self._writing():
+            if self._timers.get(name) is not threading.current_thread():
+                return  # cancelled: the store was closed (and maybe reopened) meanwhile
+            del self._timers[name]
             self._finish_namespace(name, only_if_empty=False)
         self._deliver()
 
@@ -446,26 +508,32 @@ class Store:
         self._remove(self._scope, ("", name))
 
     def _remove(self, s: Strategy, key: Key) -> Obj:
-        name = s.resource.name
-        old = self._objects[name].pop(key)
-        s.on_delete(old, self._allocators)
-        self._rv += 1
+        old = self._objects[s.resource.name][key]
         gone = copy.deepcopy(old)
-        gone["metadata"]["resourceVersion"] = str(self._rv)
-        self._record("DELETED", name, gone, None)
+        self._record("DELETED", s.resource, key, gone, old)
+        s.on_delete(old, self._allocators)
         return gone
 
-    def _record(self, kind: str, resource: str, obj: Obj, old: Obj | None) -> None:
-        """Log a change (under the lock): history, watches, then subscribers' queue."""
-        if self._history.maxlen and len(self._history) == self._history.maxlen:
-            self._floor = self._history[0].rv
-        change = _Change(self._rv, kind, resource, obj, old)
-        self._history.append(change)
+    def _record(self, kind: str, r: Resource, key: Key, obj: Obj, old: Obj | None) -> None:
+        """Make a change (under the lock) with the next resourceVersion: written to the
+        log first, then memory, watches and the subscribers' queue."""
+        rv = self._rv + 1
+        obj["metadata"]["resourceVersion"] = str(rv)
+        prev = int(old["metadata"]["resourceVersion"]) if old is not None else None
+        self._log.append(rv, kind, r.name, key, obj, prev=prev)
+        self._rv = rv
+        if kind == "DELETED":
+            del self._objects[r.name][key]
+        else:
+            self._objects[r.name][key] = obj
+        if rv - self._log.floor > self._history + self._history // 10:
+            self._log.compact(rv - self._history)  # a tenth at a time: fewer statements
+        change = _Change(rv, kind, r.name, obj, old if kind == "MODIFIED" else None)
         for w in self._watches:
-            if w.resource == resource:
+            if w.resource == r.name:
                 w._offer(change)
         if self._subscribers:
-            self._pending.append((kind, resource, obj))
+            self._pending.append((kind, r.name, obj))
 
     def _deliver(self) -> None:
         """Run subscribers for queued changes, one thread at a time so they see them in

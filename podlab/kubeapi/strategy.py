@@ -83,6 +83,10 @@ class Strategy:
     def on_delete(self, obj: Obj, allocators: Allocators) -> None:
         """Give back what `on_create` took."""
 
+    def on_restore(self, obj: Obj, allocators: Allocators) -> None:
+        """Take again what a stored object holds, when a store is read back from its file:
+        the allocators start empty, and must not hand it out twice."""
+
     def check_delete(self, obj: Obj) -> None:
         """Raise an ApiError if this object may not be deleted."""
 

@@ -93,6 +93,22 @@ def is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+INT32_MAX = 2**31 - 1
+
+
+def non_negative_int32(errs: Errors, path: str, value: Any) -> None:
+    """A count or a number of seconds that Go holds in an int32: upstream cannot even
+    decode a larger one, and a controller must never be asked to make 10^18 of anything."""
+    if value is None:
+        return
+    if not is_int(value):
+        errs.invalid(path, value, "must be an integer")
+    elif value < 0:
+        errs.invalid(path, value, "must be greater than or equal to 0")
+    elif value > INT32_MAX:
+        errs.invalid(path, value, f"must be less than or equal to {INT32_MAX}")
+
+
 def port_number(errs: Errors, path: str, value: Any, *, required: bool = True,
                 low: int = 1) -> None:
     if value is None:

@@ -9,12 +9,15 @@ from podlab.lab.state import LabState, NodeState, PodState
 
 if TYPE_CHECKING:
     from podlab.fakecloud import Topology, TopologyError, default_topology, load_topology
+    from podlab.lab.invariants import InvariantError, Violation, check, settled, violations
     from podlab.lab.lab import Lab
 
 # Imported on first use (PEP 562): they load pyroute2 and the cloud SDK, a second that
 # every CLI command paid before parsing its arguments when this package imported them.
 _LAZY = {"Lab": "podlab.lab.lab", **dict.fromkeys(
-    ["Topology", "TopologyError", "default_topology", "load_topology"], "podlab.fakecloud")}
+    ["Topology", "TopologyError", "default_topology", "load_topology"], "podlab.fakecloud"),
+    **dict.fromkeys(["InvariantError", "Violation", "check", "settled", "violations"],
+                    "podlab.lab.invariants")}
 
 
 def __getattr__(name: str) -> object:
@@ -28,6 +31,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "DEFAULT_LAB",
     "CommandError",
+    "InvariantError",
     "Lab",
     "LabError",
     "LabState",
@@ -35,6 +39,10 @@ __all__ = [
     "PodState",
     "Topology",
     "TopologyError",
+    "Violation",
+    "check",
     "default_topology",
     "load_topology",
+    "settled",
+    "violations",
 ]

@@ -25,7 +25,6 @@ from podlab.cni import protocol
 from podlab.cni.protocol import CONF_FILE
 from podlab.cni.zygote import AgentProcess, Zygote, ZygoteError
 from podlab.fakecloud import SECURITY_GROUP_ID
-from podlab.fakecloud.wire import DEFAULT_CREDENTIALS
 from podlab.lab.agent_restarts import AgentRestarts
 from podlab.lab.cni_install import install_plugin
 from podlab.lab.constants import CLOUD_ENDPOINT_IP, CLOUD_PORT, METADATA_IP
@@ -61,10 +60,8 @@ class NodeAgents:
 
     def config(self, node: NodeState) -> dict[str, object]:
         d = self.node_dir(node.name)
-        (key, secret), = DEFAULT_CREDENTIALS.items()
-        return {
+        return {  # no cloud key: the agent uses its node's RAM role, as on ECS
             "endpoint": f"{CLOUD_ENDPOINT_IP}:{CLOUD_PORT}", "metadata": METADATA_IP,
-            "access_key_id": key, "access_key_secret": secret,
             "security_groups": [SECURITY_GROUP_ID], "state_dir": str(d / "agent"),
             "socket": str(d / "agent.sock"), "cni_conf_dir": str(d / "net.d"),
             "metrics_address": f"{node.primary_ip}:{METRICS_PORT}",
@@ -102,7 +99,7 @@ class NodeAgents:
         if self.api is not None:
             write_secret(d / KUBE_TOKEN, self.api.agent_tokens[node.name])
             (d / KUBE_CA).write_bytes(self.api.cert.ca_pem)
-        conf = write_secret(d / "agent.json", json.dumps(config, indent=2))  # the cloud's key
+        conf = write_secret(d / "agent.json", json.dumps(config, indent=2))
         node.agent_socket = str(config["socket"])
         node.cni_conf_dir = str(config["cni_conf_dir"])
         node.cni_bin_dir = str(install_plugin(self.state.dir / "cni-bin").parent)

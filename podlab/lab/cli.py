@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
-from podlab.lab import bpf_cli, cloud_cli, flows_cli
+from podlab.lab import bpf_cli, check_cli, cloud_cli, flows_cli
 from podlab.lab.constants import DEFAULT_LAB
 from podlab.lab.errors import LabError
 from podlab.lab.events import EventLog
 from podlab.lab.kube import cli as kube_cli
 from podlab.lab.process import owner_alive, wait_gone
 from podlab.lab.service_proxy import SERVICE_PROXIES
-from podlab.lab.shell import add_name, find_lab, runnable
+from podlab.lab.shell import add_name, find_lab, new_lab_name, runnable
 from podlab.lab.state import LabState, NodeState, run_dir
 from podlab.lab.tables import table
 
@@ -94,20 +94,7 @@ def _parser(load: Collection[str] = ()) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podlab", description=__doc__)
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="bring a lab up and leave it running")
-    add_name(up, new=True)
-    up.add_argument("--topology", metavar="FILE", help="topology YAML (see docs/topology.md)")
-    up.add_argument("--nodes", type=int, default=2, help="nodes of the default topology")
-    up.add_argument("--region", default="cn-hangzhou", help="region of the default topology")
-    up.add_argument("--vpc-cidr", help="the VPC's CIDR (default 192.168.0.0/16)")
-    up.add_argument("--vswitch", action="append", default=[], metavar="id=ID,zone=Z,cidr=C",
-                    help="a vSwitch instead of the default two (repeatable)")
-    up.add_argument("--node", action="append", default=[], metavar="name=N,type=T,vswitch=V",
-                    help="a node instead of --nodes' (repeatable)")
-    up.add_argument("--service-proxy", choices=SERVICE_PROXIES,
-                    help="what serves Services: ebpf (the default where the kernel allows "
-                         "it, else iptables) or kube-proxy's iptables or nftables rules")
-    up.set_defaults(func=cmd_up)
+    _register_up(sub)
 
     status = sub.add_parser("status", help="show a lab's nodes (and pods)")
     add_name(status)
@@ -148,6 +135,7 @@ def _parser(load: Collection[str] = ()) -> argparse.ArgumentParser:
     cloud_cli.register(sub)
     bpf_cli.register(sub)
     flows_cli.register(sub)
+    check_cli.register(sub)
     for name, (module, text) in LAZY_COMMANDS.items():
         if name not in load:
             sub.add_parser(name, help=text)
@@ -159,6 +147,29 @@ def _parser(load: Collection[str] = ()) -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the showcase: a 2-node lab, end to end")
     demo.set_defaults(func=cmd_demo)
     return p
+
+
+def _register_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = sub.add_parser("up", help="bring a lab up and leave it running")
+    add_name(up, new=True)
+    up.add_argument("--topology", metavar="FILE", help="topology YAML (see docs/topology.md)")
+    up.add_argument("--nodes", type=int, default=2, help="nodes of the default topology")
+    up.add_argument("--region", default="cn-hangzhou", help="region of the default topology")
+    up.add_argument("--vpc-cidr", help="the VPC's CIDR (default 192.168.0.0/16)")
+    up.add_argument("--vswitch", action="append", default=[], metavar="id=ID,zone=Z,cidr=C",
+                    help="a vSwitch instead of the default two (repeatable)")
+    up.add_argument("--node", action="append", default=[], metavar="name=N,type=T,vswitch=V",
+                    help="a node instead of --nodes' (repeatable)")
+    up.add_argument("--service-proxy", choices=SERVICE_PROXIES,
+                    help="what serves Services: ebpf (the default where the kernel allows "
+                         "it, else iptables) or kube-proxy's iptables or nftables rules")
+    up.add_argument("--seed", type=int, metavar="N",
+                    help="seed of the cloud's random fault draws, so a failure replays "
+                         "(default: the topology's seed:, else 0)")
+    up.add_argument("--resume", metavar="NAME", type=new_lab_name,
+                    help="bring back the lab NAME, whose supervisor died, as it was (its "
+                         "nodes, pods, API objects and cloud); other options do not apply")
+    up.set_defaults(func=cmd_up)
 
 
 def _register_agent(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -192,7 +203,7 @@ def topology_from_args(args: argparse.Namespace) -> Topology:
     from podlab.fakecloud import Topology, default_topology, load_topology
 
     if args.topology:
-        return load_topology(args.topology)
+        return load_topology(args.topology).configured(seed=args.seed)
     data = default_topology(args.nodes, args.region).to_dict()
     if args.vpc_cidr:
         data["vpc"] = {"cidr": args.vpc_cidr}
@@ -207,6 +218,8 @@ def topology_from_args(args: argparse.Namespace) -> Topology:
         ids = [v["id"] for v in data["vswitches"]]
         data["nodes"] = [{"name": n["name"], "instance_type": n["instance_type"],
                           "vswitch": ids[i % len(ids)]} for i, n in enumerate(data["nodes"])]
+    if args.seed is not None:
+        data["seed"] = args.seed
     return Topology.from_dict(data)
 
 
@@ -225,20 +238,27 @@ def _pairs(text: str, flag: str) -> dict[str, str]:
 def cmd_up(args: argparse.Namespace) -> int:
     from podlab.lab import ownership  # here, not at the top: it imports pyroute2
 
-    topology = topology_from_args(args)
+    if args.resume:
+        from podlab.lab.resume import dead_lab
+
+        dead_lab(args.resume)  # at once, what to run instead of a resume that cannot be
+        args.name, options, world = args.resume, ["--resume"], ""
+    else:
+        options = ["--service-proxy", args.service_proxy] if args.service_proxy else []
+        world = json.dumps(topology_from_args(args).to_dict())
     env = {**os.environ, ownership.LAB_ENV: args.name}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "podlab.lab.supervisor", "--name", args.name,
-         *(["--service-proxy", args.service_proxy] if args.service_proxy else [])],
+        [sys.executable, "-m", "podlab.lab.supervisor", "--name", args.name, *options],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env=env, start_new_session=True,
     )
     assert proc.stdin
     assert proc.stdout
     assert proc.stderr
-    proc.stdin.write(json.dumps(topology.to_dict()))
+    proc.stdin.write(world)
     proc.stdin.close()
-    print(f"Bringing up lab {args.name!r} (supervisor pid {proc.pid}) ...", file=sys.stderr)
+    print(f"{'Resuming' if args.resume else 'Bringing up'} lab {args.name!r} (supervisor pid "
+          f"{proc.pid}) ...", file=sys.stderr)
     deadline = time.monotonic() + UP_TIMEOUT
     while True:
         ready, _, _ = select.select([proc.stdout], [], [], max(deadline - time.monotonic(), 0))
@@ -287,11 +307,16 @@ def _nodes_table(state: LabState) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     state = find_lab(args.name)
+    cloud = _cloud_settings(state)
     if args.json:
-        print(json.dumps(state.summary(), indent=2))
+        print(json.dumps({**state.summary(), **cloud}, indent=2))
         return 0
-    alive = "running" if owner_alive(state.owner) else runnable("owner dead: run `podlab clean`")
-    print(f"lab {state.name}: {state.status}, {alive}, owner pid {state.owner.pid}\n")
+    alive = "running" if owner_alive(state.owner) else runnable(
+        f"owner dead: `podlab up --resume {state.name}` brings it back, `podlab clean` "
+        "removes it")
+    settings = "".join(f", {key.replace('_', ' ')} {value}{'' if key == 'seed' else 's'}"
+                       for key, value in cloud.items())
+    print(f"lab {state.name}: {state.status}, {alive}, owner pid {state.owner.pid}{settings}\n")
     print(_nodes_table(state))
     if any(n.agent_state for n in state.nodes):
         print()
@@ -307,6 +332,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     if state.kube_api:
         print(f"\nKubernetes API {state.kube_api}: kubectl --kubeconfig {state.kubeconfig}")
     return 0
+
+
+def _cloud_settings(state: LabState) -> dict[str, object]:
+    """The seed of the lab's fault draws, and the cloud's timing where it is not instant:
+    what a failure needs to replay."""
+    cloud = state.topology.get("cloud", {})
+    return {"seed": state.topology.get("seed", 0),
+            **{key: cloud[key] for key in ("attach_delay", "metadata_lag") if cloud.get(key)}}
 
 
 def _last_exit(node: NodeState) -> str:

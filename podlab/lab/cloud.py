@@ -8,10 +8,12 @@ reset the cloud could make the lab hand out addresses that live pods still hold.
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
-from podlab.fakecloud import Cloud, Endpoint, Topology
+from podlab.fakecloud import DEFAULT_CREDENTIALS, Cloud, Endpoint, Topology
 from podlab.fakecloud.background import BackgroundServer
 from podlab.fakecloud.metadata import MetadataService, metadata_server
+from podlab.fakecloud.ram import STS_LIFETIME, Policy, Ram
 from podlab.fakecloud.server import cloud_server
 from podlab.lab import netns
 from podlab.lab.constants import CLOUD_ENDPOINT_IP, CLOUD_PORT, METADATA_IP
@@ -45,12 +47,23 @@ class LabCloud:
     is up or, when one fails to open, none is left behind."""
 
     def __init__(self, topology: Topology, fabric: VpcFabric, node_netns: dict[str, str],
-                 mgmt_ip: str, *,
-                 attach_delay: float = 0.0, metadata_lag: float = 0.0) -> None:
+                 mgmt_ip: str, *, state: Path | None = None, host_ip: str,
+                 pod_metadata: bool = False, sts_lifetime: float = STS_LIFETIME) -> None:
+        """`state`: the model's file (`podlab.fakecloud.persist`), continued when it exists.
+        The lab's long-lived AccessKey (`DEFAULT_CREDENTIALS`, in podlab's source for anyone
+        to read) is honoured only from the host (`host_ip`, its end of the management link,
+        and loopback): from a node or a pod it is refused (Forbidden.RAM). Agents use their
+        node's RAM role, whose STS credentials last `sts_lifetime` seconds and which only
+        nodes may read from metadata, unless `pod_metadata`."""
         hooks = LabFabricHooks(fabric, node_netns)
-        self.endpoint = Endpoint(Cloud(topology, hooks=hooks, attach_delay=attach_delay))
-        self.endpoint.faults.set(topology.faults)
-        self.metadata = MetadataService(lambda: self.endpoint.cloud, lag=metadata_lag)
+        ram = Ram(DEFAULT_CREDENTIALS, sts_lifetime=sts_lifetime,
+                  key_policy=Policy(source_ips=(f"{host_ip}/32", "127.0.0.1/32")))
+        # The topology sets the timing; the Endpoint takes its faults section and seed.
+        self.endpoint = Endpoint(Cloud(topology, hooks=hooks,
+                                       attach_delay=topology.attach_delay, state=state),
+                                 ram=ram)
+        self.metadata = MetadataService(lambda: self.endpoint.cloud, ram,
+                                        lag=topology.metadata_lag, pods=pod_metadata)
         self.admin_token = secrets.token_urlsafe(24)
         self._undo = Undo()
         with unwound_on_failure(self.stop):
@@ -76,5 +89,8 @@ class LabCloud:
         return self.endpoint.cloud
 
     def stop(self) -> None:
-        """Stop every server, each even when another fails."""
-        self._undo.close()
+        """Stop every server, each even when another fails; then release the model's file."""
+        try:
+            self._undo.close()
+        finally:
+            self.model.close()

@@ -26,6 +26,7 @@ from podlab.lab.ownership import label
 from podlab.lab.state import MgmtState
 
 ROUTER_PORT_PREFIX = "eni"
+MAIN_TABLE = 254  # where the cloud's routes go; the kernel's local table has the rest
 MGMT_FABRIC_IF = "mgmt0"
 
 
@@ -60,7 +61,7 @@ class VpcFabric:
     def add_service_address(self, ip: str) -> None:
         """An address the VPC's own services answer on (100.100.100.200 for metadata)."""
         with netlink.opened(self.netns) as ns:
-            ns.addr("add", index=1, address=ip, prefixlen=32)
+            ns.addr("replace", index=1, address=ip, prefixlen=32)  # a resumed lab's is there
         self.events.emit("fabric.service_address", ip=ip)
 
     def connect_host(self, mgmt: MgmtState) -> None:
@@ -133,9 +134,17 @@ class VpcFabric:
             for family in (2, 10):
                 for r in ns.get_routes(family=family):
                     dst, oif = r.get("dst"), r.get("oif")
-                    if dst and oif in ports and r["dst_len"] in (32, 128):
+                    if (dst and oif in ports and r["dst_len"] in (32, 128)
+                            and r["table"] == MAIN_TABLE):  # not the ports' own addresses
                         out[dst] = ports[oif]
         return out
+
+    def ports(self) -> list[str]:
+        """The ENIs plugged into the router: its ports' aliases."""
+        with netlink.opened(self.netns) as ns:
+            return [link.get("ifalias") for link in ns.get_links()
+                    if (link.get("ifname") or "").startswith(ROUTER_PORT_PREFIX)
+                    and link.get("ifalias")]
 
     def _port(self, eni_id: str) -> int | None:
         with netlink.opened(self.netns) as ns:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import select
 import subprocess
@@ -18,7 +19,8 @@ from podlab.cni import protocol
 from podlab.datapath import netlink
 from podlab.datapath.bpf import bpffs
 from podlab.fakecloud import Node, Topology, default_topology
-from podlab.lab import netns
+from podlab.fakecloud.ram import STS_LIFETIME
+from podlab.lab import netns, resume
 from podlab.lab.agents import NodeAgents
 from podlab.lab.backends import backend
 from podlab.lab.cloud import LabCloud
@@ -34,7 +36,7 @@ from podlab.lab.events import EventLog
 from podlab.lab.fabric import VpcFabric
 from podlab.lab.kube.access import ApiAccess
 from podlab.lab.kube.controlplane import ControlPlane
-from podlab.lab.mgmt import allocate_mgmt
+from podlab.lab.mgmt import MGMT_POOL, allocate_mgmt
 from podlab.lab.ownership import (
     LAB_ENV,
     LAB_NAME,
@@ -66,15 +68,26 @@ class Lab:
         agent_settings: dict[str, object] | None = None,
         control_plane: bool | None = None,
         service_proxy: str | None = None,
+        seed: int | None = None,
+        attach_delay: float | None = None,
+        metadata_lag: float | None = None,
+        pod_metadata: bool = False,
+        sts_lifetime: float = STS_LIFETIME,
     ) -> None:
         """`service_proxy`: ebpf, iptables or nftables (kube-proxy's modes, the baseline);
-        None is ebpf where the kernel allows it, else iptables."""
+        None is ebpf where the kernel allows it, else iptables. `seed` (of the cloud's
+        fault draws), `attach_delay` and `metadata_lag` (the cloud's eventual consistency,
+        in seconds) override the topology's `seed:` and `cloud:` (docs/topology.md)."""
         if not LAB_NAME.match(name):
             raise LabError(
                 f"lab name {name!r}: 1-12 of a-z, 0-9 and '-', starting and ending alphanumeric"
             )
         self.name = name
-        self.topology = topology or default_topology()
+        # Whether pods may read instance metadata (off: the node's RAM role stays the
+        # node's), and how long the role's STS credentials last (docs/fakecloud.md).
+        self.pod_metadata, self.sts_lifetime = pod_metadata, sts_lifetime
+        self.topology = (topology or default_topology()).configured(
+            seed=seed, attach_delay=attach_delay, metadata_lag=metadata_lag)
         self.backend = backend(backend_kind)
         self.state = LabState(
             name=name,
@@ -94,6 +107,11 @@ class Lab:
         self.with_control_plane = agents if control_plane is None else control_plane
         if self.with_control_plane and not agents:
             raise LabError("a control plane needs the node agents (agents=True)")
+        # Up front: a VPC over these would take their packets, or another lab's
+        self.topology.check_vpc_clear_of({
+            MGMT_POOL: "the labs' management network (each lab's host link is a /30 in it)",
+            **({ipaddress.IPv4Network(SERVICE_CIDR): "the lab's Service CIDR (ClusterIPs)"}
+               if self.with_control_plane else {})})
         # Services come with the control plane: no API, no Services
         self.service_proxy, self._proxy_note = (resolve_service_proxy(service_proxy)
                                                 if self.with_control_plane else ("", None))
@@ -111,6 +129,7 @@ class Lab:
                        if agents else None)
         self.control_plane: ControlPlane | None = None
         self._undo = Undo()  # what the actions started, to stop on `down`
+        self.resuming = False  # set by `resume`: the actions adopt the world, not make it
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -120,14 +139,32 @@ class Lab:
         if self._proxy_note:
             say(self._proxy_note)
         with unwound_on_failure(self.down):
-            for action in self.actions():
-                started = time.monotonic()
-                action.run()
-                say(f"{action.title} ({time.monotonic() - started:.2f}s)")
-            self.state.status = "ready"
-            self.state.save()
-            self.events.emit("lab.ready", nodes=len(self.state.nodes))
+            self._run_actions(say)
         return self
+
+    def resume(self, progress: Progress | None = None) -> Lab:
+        """Bring this lab back after its owner died (`podlab up --resume`): its namespaces
+        and stores are adopted, its processes started again (`podlab.lab.resume`). A
+        failure stops only what the resume started: the lab stays, dead, for another
+        resume or `podlab clean`."""
+        say = progress or (lambda _msg: None)
+        old = resume.claim(self.state)
+        self.resuming = True
+        say(f"claimed lab {self.name!r} from its dead owner (pid {old.owner.pid})")
+        self.events.emit("lab.resume", owner_pid=self.state.owner.pid,
+                         dead_owner_pid=old.owner.pid)
+        with unwound_on_failure(self._undo.close):
+            self._run_actions(say)
+        return self
+
+    def _run_actions(self, say: Progress) -> None:
+        for action in self.actions():
+            started = time.monotonic()
+            action.run()
+            say(f"{action.title} ({time.monotonic() - started:.2f}s)")
+        self.state.status = "ready"
+        self.state.save()
+        self.events.emit("lab.ready", nodes=len(self.state.nodes))
 
     def down(self) -> list[str]:
         """Remove everything this lab made; returns what was removed. Every step runs even
@@ -177,17 +214,21 @@ class Lab:
                          mgmt_host_ip=self.state.mgmt.host_ip)
 
     def actions(self) -> list[Step]:
-        """The steps of `up`, in order."""
-        steps = [Step("fabric", "created the VPC router", self.fabric.create),
-                 Step("host-link", "connected the host to the fabric", self._connect_host)]
-        steps += [Step(f"vswitch-{vsw.id}",
-                       f"added vSwitch {vsw.id} ({vsw.zone}, {vsw.cidr}, gateway {vsw.gateway})",
-                       partial(self.fabric.add_vswitch, vsw))
-                  for vsw in self.topology.vswitches]
-        steps += [Step(f"node-{node.name}",
-                       f"started node {node.name} ({node.instance_type}, {node.vswitch.id}, "
-                       f"{node.primary_ip})", partial(self._add_node, node))
-                  for node in self.topology.nodes]
+        """The steps of `up`, in order; `resume`'s adopt the world the first ones make."""
+        if self.resuming:
+            steps = [Step("adopt", f"found the VPC router and {len(self.state.nodes)} nodes "
+                          "as they were", partial(resume.check_world, self.state))]
+        else:
+            steps = [Step("fabric", "created the VPC router", self.fabric.create),
+                     Step("host-link", "connected the host to the fabric", self._connect_host)]
+            steps += [Step(f"vswitch-{vsw.id}", f"added vSwitch {vsw.id} ({vsw.zone}, "
+                           f"{vsw.cidr}, gateway {vsw.gateway})",
+                           partial(self.fabric.add_vswitch, vsw))
+                      for vsw in self.topology.vswitches]
+            steps += [Step(f"node-{node.name}",
+                           f"started node {node.name} ({node.instance_type}, {node.vswitch.id}, "
+                           f"{node.primary_ip})", partial(self._add_node, node))
+                      for node in self.topology.nodes]
         steps.append(Step("cloud", f"started the cloud's OpenAPI endpoint at {CLOUD_ENDPOINT_IP}",
                           self._start_cloud))
         if self.service_proxy == "ebpf":
@@ -247,8 +288,13 @@ class Lab:
     def _start_cloud(self) -> None:
         node_netns = {n.instance_id: n.netns for n in self.state.nodes}
         assert self.state.mgmt is not None
-        self.cloud = LabCloud(self.topology, self.fabric, node_netns, self.state.mgmt.fabric_ip)
+        self.cloud = LabCloud(self.topology, self.fabric, node_netns, self.state.mgmt.fabric_ip,
+                              host_ip=self.state.mgmt.host_ip, pod_metadata=self.pod_metadata,
+                              sts_lifetime=self.sts_lifetime, state=self.state.cloud_db)
         self._undo.push("stop the cloud", self.cloud.stop)
+        if self.resuming:
+            for fixed in resume.resync_fabric(self.cloud.model, self.fabric, node_netns):
+                self.events.emit("fabric.resync", fixed=fixed)
         write_secret(self.state.cloud_admin_token_file, self.cloud.admin_token)
         self.state.cloud_admin = self.cloud.admin_url
         self.state.cloud_endpoint = f"{CLOUD_ENDPOINT_IP}:{CLOUD_PORT}"

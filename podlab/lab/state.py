@@ -51,6 +51,7 @@ class PodState:
     node: str
     netns: str
     ip: str = ""  # set once the CNI gave the pod its address
+    uid: str = ""  # the API's pod, saved with `ip`: whose sandbox a resumed lab adopts
     # the sandbox as the node runtime sees it (see podlab.lab.kube.node_runtime)
     health: str = ""  # Running, or AddressLost until the runtime recreates the sandbox
     sandbox_restarts: int = 0  # sandboxes recreated for this pod
@@ -92,6 +93,11 @@ class LabState:
     @property
     def cloud_admin_token_file(self) -> Path:
         return self.dir / "cloud-admin-token"
+
+    @property
+    def cloud_db(self) -> Path:
+        """The cloud model's file, from which a resumed lab's cloud continues."""
+        return self.dir / "cloud.db"
 
     def save(self) -> None:
         """Atomic for readers; serialised, as node runtimes and agent restarts save from

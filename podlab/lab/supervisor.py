@@ -2,8 +2,9 @@
 
 It reads the topology as JSON on stdin, reports progress and readiness as JSON lines on
 stdout, then holds the lab until SIGTERM/SIGINT/SIGHUP and tears it down. If it is killed
-with SIGKILL, `podlab up` says so, and `podlab clean` finds its lab by the labels and
-removes it.
+with SIGKILL, `podlab up` says so; then `podlab up --resume` starts another with
+`--resume`, which reads no topology and brings the lab back from what survived, or
+`podlab clean` finds the lab by its labels and removes it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from podlab.fakecloud import Topology, TopologyError
 from podlab.lab.errors import LabError
 from podlab.lab.lab import Lab
 from podlab.lab.pipeline import TeardownError
+from podlab.lab.resume import dead_lab
 from podlab.lab.service_proxy import SERVICE_PROXIES
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -33,13 +35,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True)
     parser.add_argument("--backend", default="netns")
     parser.add_argument("--service-proxy", choices=SERVICE_PROXIES)
+    parser.add_argument("--resume", action="store_true",
+                        help="bring back the lab --name, whose owner died, as it was")
     args = parser.parse_args(argv)
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        lab = Lab(Topology.from_dict(json.load(sys.stdin)), args.name,
-                  backend_kind=args.backend, owner_kind="supervisor",
-                  service_proxy=args.service_proxy)
-        lab.up(progress=lambda msg: _report(progress=msg))
+        if args.resume:
+            dead = dead_lab(args.name)  # the lab as it was made; `resume` claims it
+            proxy = dead.nodes[0].service_proxy if dead.nodes else ""
+            lab = Lab(Topology.from_dict(dead.topology), args.name, backend_kind=dead.backend,
+                      owner_kind="supervisor", service_proxy=proxy or None)
+            lab.resume(progress=lambda msg: _report(progress=msg))
+        else:
+            lab = Lab(Topology.from_dict(json.load(sys.stdin)), args.name,
+                      backend_kind=args.backend, owner_kind="supervisor",
+                      service_proxy=args.service_proxy)
+            lab.up(progress=lambda msg: _report(progress=msg))
     except (LabError, TopologyError, OSError, ValueError) as e:
         _report(error="\n".join([str(e), *getattr(e, "__notes__", [])]))
         return 1

@@ -5,13 +5,19 @@ without losing or duplicating an address."""
 from __future__ import annotations
 
 import json
+import socket
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from alibabacloud_ecs20140526 import models as ecs_models
+from alibabacloud_ecs20140526.client import Client as EcsClient
+from alibabacloud_tea_openapi.models import Config
+from Tea.exceptions import TeaException
 
 from podlab.cni import protocol
 from podlab.cni.crashpoints import ENV as CRASH_ENV
@@ -162,8 +168,135 @@ def _survivors_keep_their_addresses(lab: Lab, name: str, held: dict[str, str]) -
 
 
 def test_agent_without_keys_uses_the_instance_ram_role(lab_factory: LabFactory) -> None:
-    lab = lab_factory(agent_settings={"access_key_id": None, "access_key_secret": None})
+    """A lab's agents have no key: they sign with their node's RAM role, whose STS
+    credentials (here for 4 s) they read again from metadata before they expire, and keep
+    working across several rotations; a set that has expired is refused."""
+    lifetime = 4.0
+    lab = lab_factory(sts_lifetime=lifetime)
+    assert lab.cloud is not None
     node = lab.state.nodes[0]
-    assert protocol.call(node.agent_socket, "info")["idle"] >= 2
+    started = len(lab.cloud.endpoint.calls)
+    for i in range(4):  # each round drains the pool below its minimum: cloud calls
+        for j in range(3):
+            assert protocol.call(node.agent_socket, "alloc", pod=f"default/p{i}-{j}")["lease"]
+        time.sleep(lifetime * 0.75)
+    calls = list(lab.cloud.endpoint.calls)
+    keys = [c.access_key_id for c in calls]
+    assert all(k.startswith("STS.") for k in keys), "an agent signed with a long-lived key"
+    assert len(set(keys[started:])) >= 3, "n1's agent kept one set of credentials"
+    assert not [c for c in calls if c.code.startswith("InvalidSecurityToken")]
+    expired = lab.cloud.endpoint.ram.principal(keys[0])
+    client = EcsClient(Config(access_key_id=expired.access_key_id,
+                              access_key_secret=expired.secret,
+                              security_token=expired.security_token,
+                              endpoint=lab.state.cloud_endpoint_host, region_id="cn-hangzhou",
+                              protocol="http"))
+    with pytest.raises(TeaException) as caught:
+        client.describe_network_interfaces(ecs_models.DescribeNetworkInterfacesRequest(
+            region_id="cn-hangzhou"))
+    assert caught.value.code == "InvalidSecurityToken.Expired"
+
+
+SMALL_NODE = Topology.from_dict({  # two ENIs for pods, six addresses each
+    "vswitches": [{"id": "vsw-a", "zone": "z1", "cidr": "192.168.0.0/24"}],
+    "nodes": [{"name": "n1", "vswitch": "vsw-a", "instance_type": "ecs.g7.large"}]})
+
+
+def _status(lab: Lab, node: str) -> tuple[int, dict[str, object]]:
+    """CNI STATUS through the node's podlab-cni, as the runtime asks it for kubelet."""
+    state = lab.state.node(node)
+    conf = {"cniVersion": "1.1.0", "name": "podlab", "type": "podlab-cni",
+            "agent_socket": state.agent_socket}
+    proc = subprocess.run([Path(state.cni_bin_dir) / "podlab-cni"], input=json.dumps(conf),
+                          env={"CNI_COMMAND": "STATUS", "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, check=False, timeout=60)
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+
+def _alloc_until(socket: str, pod: str, deadline: float, got: dict[str, str]) -> None:
+    """Ask as kubelet does for a sandbox: again after each failure, until the deadline."""
+    while time.monotonic() < deadline:
+        try:
+            got[pod] = protocol.call(socket, "alloc", pod=pod, timeout=10)["lease"]["ip"]
+            return
+        except (protocol.AgentError, protocol.AgentUnavailable):
+            time.sleep(0.2)  # a retry's pause, not a wait for an event
+
+
+def test_a_metadata_outage_during_allocations_stops_nothing_for_good(
+        lab_factory: LabFactory) -> None:
+    """Issue 18 (2): metadata unreachable for 12 s while pods ask. The node goes NotReady
+    while maintenance fails; afterwards the ENIs the outage left attaching are settled
+    without waiting for the periodic reconcile, and every pending pod gets an address."""
+    lab = lab_factory(SMALL_NODE, control_plane=False, agent_settings={
+        "min_pool_size": 0, "max_pool_size": 12, "reconcile_period": 3600})
     assert lab.agents is not None
-    assert '"source": "ram-role", "sts": true' in lab.agents.log_tail(node.name, 100_000)
+    node = lab.state.nodes[0]
+    drop = ["OUTPUT", "-d", "100.100.100.200", "-j", "DROP"]
+    lab.exec(node.name, ["iptables", "-I", *drop])
+    got: dict[str, str] = {}
+    outage_ends = time.monotonic() + 12
+    pods = [f"default/p{i}" for i in range(10)]
+    threads = [threading.Thread(target=_alloc_until, args=(
+        node.agent_socket, pod, outage_ends + 60, got)) for pod in pods]
+    try:
+        for t in threads:
+            t.start()
+        while _status(lab, node.name)[0] == 0:
+            assert time.monotonic() < outage_ends, "STATUS kept answering ready"
+            time.sleep(0.2)
+        code, error = _status(lab, node.name)
+        assert (code, error["code"]) == (1, 50), error
+        assert "maintenance failed" in str(error["details"]), error
+    finally:
+        time.sleep(max(0.0, outage_ends - time.monotonic()))  # the outage lasts 12 s
+        lab.exec(node.name, ["iptables", "-D", *drop])
+    for t in threads:
+        t.join()
+    assert sorted(got) == pods, "pods still pending after metadata came back"
+    assert len(set(got.values())) == len(pods)
+    for extra in ("default/q0", "default/q1"):  # the pool grows again
+        _alloc_until(node.agent_socket, extra, time.monotonic() + 30, got)
+    assert len(set(got.values())) == len(pods) + 2
+    deadline = time.monotonic() + 30
+    while _status(lab, node.name)[0] != 0:
+        assert time.monotonic() < deadline, "the node stayed NotReady"
+        time.sleep(0.2)
+    assert '"event": "maintain_failed"' in lab.agents.log_tail(node.name, 1_000_000)
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines()
+                    if line.startswith("Threads:")))
+
+
+def test_half_open_connections_do_not_wedge_the_agent(lab_factory: LabFactory) -> None:
+    """Issue 18 (5): 2,000 connections that send half a request and stall. The agent
+    still answers at once with a bounded number of threads, drops the stalled ones after
+    its read deadline, and is normal once they are gone."""
+    lab = lab_factory(control_plane=False)
+    assert lab.agents is not None
+    node = lab.state.nodes[0]
+    pid = lab.agents.procs[node.name].pid
+    before = _threads(pid)
+    stalled: list[socket.socket] = []
+    try:
+        for _ in range(2000):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            stalled.append(s)
+            s.connect(node.agent_socket)
+            s.sendall(b'{"op": "alloc", "pod": "def')
+        got: dict[str, str] = {}  # a full backlog answers busy at once: ask again
+        _alloc_until(node.agent_socket, "default/web", time.monotonic() + 2.0, got)
+        assert "default/web" in got, "the alloc waited behind stalled clients"
+        assert _threads(pid) <= before + 70, "a thread per connection"
+        first = stalled[0]
+        first.settimeout(30)
+        assert first.recv(1) == b"", "a stalled client is dropped after the read deadline"
+    finally:
+        for s in stalled:
+            s.close()
+    again = protocol.call(node.agent_socket, "alloc", pod="default/web2", timeout=10)
+    assert again["lease"]["ip"] != got["default/web"]
+    assert _threads(pid) <= before + 70

@@ -1,6 +1,7 @@
 """The lab's control plane end to end: manifests from kubectl and the official client bring
 up pods with ENI addresses through podlab-cni; a Service spreads connections evenly; a
-StatefulSet pod comes back with its IP; the node agents watch their pods."""
+StatefulSet pod comes back with its IP; the node agents watch their pods; an API restart
+loses nothing."""
 
 from __future__ import annotations
 
@@ -17,12 +18,15 @@ from kubernetes import client, config
 from kubernetes.watch import Watch
 
 from podlab.cni import protocol
+from podlab.kubeapi.store import Store
 from podlab.lab import Lab
+from podlab.lab.kube.controlplane import ControlPlane
 from podlab.lab.kube.manifests import LabApi, ManifestError, apply, load_documents
 from podlab.lab.kube.manifests import running as all_running
 from podlab.lab.kube.probe import probe
 from podlab.lab.pytest_plugin import LabFactory
 from tests.e2e.helpers import eventually, podlab
+from tests.unit.kubeapi.reflector import Reflector
 
 pytestmark = pytest.mark.root
 EXAMPLE = Path(__file__).parents[2] / "examples/web.yaml"
@@ -283,3 +287,99 @@ def test_a_deployment_rolls_out_serves_its_service_and_replaces_lost_pods(
 
     kubectl(lab, "delete", "pod", other)
     assert one in eventually(replaced, what="a replacement Running, under a new name")
+
+
+def test_an_api_restart_loses_no_object_and_no_watch_event(lab: Lab) -> None:
+    """`restart_api` under a client's watch, the agents' watches and the controllers: every
+    object keeps its uid, resourceVersion and cluster IP; the client's watch resumes with
+    every change once, in order; the agents and controllers go on working."""
+    assert lab.control_plane is not None
+    api = LabApi(lab.state.kubeconfig)
+    apply(api, load_documents(DEPLOYMENT, "api.yaml"), "api.yaml")
+    eventually(lambda: (up := {n: p for n, p in pods(lab).items() if n.startswith("api-")})
+               and len(up) == 2 and all_running(up, up), what="the Deployment's pods")
+    eventually(lambda: "kube_synced" in agent_events(lab, "n1"), what="the agent's watch")
+    watcher = Reflector(client.CoreV1Api(config.new_client_from_config(  # type: ignore[no-untyped-call]
+        lab.state.kubeconfig))).start()
+    since = watcher.version
+    kinds = ("pods", "services", "deployments", "nodes", "endpoints", "namespaces")
+    store = lab.control_plane.store
+    before = {r: store.list(r)[0] for r in kinds}
+    try:
+        lab.control_plane.restart_api()
+        after = {r: {(o["metadata"].get("namespace"), o["metadata"]["name"]): o
+                     for o in store.list(r)[0]} for r in kinds}
+        for r, objects in before.items():  # the controllers may have written meanwhile
+            for old in objects:
+                new = after[r][(old["metadata"].get("namespace"), old["metadata"]["name"])]
+                assert new["metadata"]["uid"] == old["metadata"]["uid"]
+                assert new == old or int(new["metadata"]["resourceVersion"]) > int(
+                    old["metadata"]["resourceVersion"]), "read back as it was, or newer"
+        api.call("POST", "/api/v1/namespaces/default/pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "after"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "main", "image": "x"}]}})
+        ip = eventually(lambda: (running(lab, {"after"}) or {}).get("after", {}).get(
+            "status", {}).get("podIP"), what="a pod made after the restart Running")
+        victim = sorted(n for n in pods(lab) if n.startswith("api-"))[0]
+        api.call("DELETE", f"/api/v1/namespaces/default/pods/{victim}")
+        eventually(lambda: (up := {n: p for n, p in pods(lab).items() if n.startswith("api-")})
+                   and len(up) == 2 and victim not in up and all_running(up, up),
+                   what="the Deployment controller replacing a pod")
+        # the agent's own watch, through the restarted VPC server, releases an address
+        lab.control_plane.runtimes["n1"].queue.stop()
+        api.call("DELETE", "/api/v1/namespaces/default/pods/after")
+        socket = lab.state.node("n1").agent_socket
+        eventually(lambda: not any(a["address"] == ip and a["state"] == "used"
+                                   for e in protocol.call(socket, "info")["enis"]
+                                   for a in e["ips"]), what=f"the agent released {ip}")
+        replay = store.watch("pods", "default", resource_version=since)
+        truth = []
+        while (event := replay.get(timeout=0.5)) is not None:
+            meta = event["object"]["metadata"]
+            truth.append((event["type"], meta["name"], meta["resourceVersion"]))
+        replay.close()
+        watcher.wait_for(truth[-1][2])
+    finally:
+        watcher.stop()
+    assert watcher.events[:len(truth)] == truth, "every change once, in order"
+    assert watcher.relists == 0
+    ip_after = api.call("GET", "/api/v1/namespaces/default/services/api")["spec"]["clusterIP"]
+    assert ip_after == next(s for s in before["services"]
+                            if s["metadata"]["name"] == "api")["spec"]["clusterIP"]
+
+
+def test_a_control_plane_started_on_an_existing_store_does_the_work_it_holds(
+        lab: Lab) -> None:
+    """What a resumed lab's control plane finds: objects written while no controller ran
+    (here, into the file while the control plane is stopped) are worked on, the nodes
+    re-register, and a Service keeps its cluster IP."""
+    old = lab.control_plane
+    assert old is not None
+    api = LabApi(lab.state.kubeconfig)
+    web = api.call("POST", "/api/v1/namespaces/default/services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]}})
+    old.stop()
+    offline = Store(old.store_path)
+    documents = load_documents(DEPLOYMENT, "api.yaml")
+    offline.create("deployments", documents[0])
+    offline.close()
+    again = ControlPlane(lab, lab.service_proxy, lab.api_access).start()
+    api = LabApi(lab.state.kubeconfig)  # served at a new port: the kubeconfig says which
+
+    def deployed() -> dict[str, dict[str, Any]] | None:
+        up = {n: p for n, p in pods(lab).items() if n.startswith("api-")}
+        return up if len(up) == 2 and all_running(up, up) else None
+
+    try:
+        up = eventually(deployed, what="the stored Deployment's pods")
+        assert {p["spec"]["nodeName"] for p in up.values()} <= {"n1", "n2"}
+        fresh = api.call("POST", "/api/v1/namespaces/default/services", documents[1])
+        assert fresh["spec"]["clusterIP"] != web["spec"]["clusterIP"]
+        assert api.call("GET", "/api/v1/namespaces/default/services/web")["spec"][
+            "clusterIP"] == web["spec"]["clusterIP"]
+        eventually(lambda: len(((api.call("GET", "/api/v1/namespaces/default/endpoints/web")
+                                 .get("subsets") or [{}])[0]).get("addresses") or []) == 2,
+                   what="endpoints of a Service stored before the Deployment's pods")
+    finally:
+        again.stop()

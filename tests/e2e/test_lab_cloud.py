@@ -4,13 +4,14 @@ in its node with its MAC, and an assigned IP arrives only while it is assigned."
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from alibabacloud_ecs20140526 import models as m
 
 from podlab.lab import Lab
 from podlab.lab.pytest_plugin import LabFactory
-from tests.e2e.helpers import ip_json, ping, podlab
+from tests.e2e.helpers import cni, eventually, ip_json, ping, podlab
 from tests.unit.fakecloud.sdk import REGION, ecs
 
 
@@ -112,3 +113,60 @@ def test_each_node_sees_its_own_metadata(lab: Lab) -> None:
     for node in lab.state.nodes:
         answers = lab.exec(node.name, ["python3", "-c", METADATA_CLIENT]).stdout.split()
         assert answers == [node.instance_id, node.zone, node.mac]
+
+
+MACS = METADATA_CLIENT.partition("for path")[0] + """
+print(urllib.request.urlopen(urllib.request.Request(
+    base + "/meta-data/network/interfaces/macs/",
+    headers={"X-aliyun-ecs-metadata-token": token})).read().decode())
+"""
+ATTACH, LAG = 2.0, 1.0
+
+
+def test_a_lab_with_cloud_timing_lags_and_its_agents_cope(lab_factory: LabFactory) -> None:
+    """A lab's seed and cloud timing reach its cloud: an attached ENI stays Attaching for
+    `attach_delay` in DescribeNetworkInterfaces, and its node's metadata shows it
+    `metadata_lag` later, as on Alibaba; the agents, which wait for both, still give a pod
+    whose address needs a new ENI its address."""
+    lab = lab_factory(control_plane=False, seed=7, attach_delay=ATTACH, metadata_lag=LAG,
+                      agent_settings={"min_pool_size": 0, "max_pool_size": 2})
+    assert lab.cloud is not None
+    assert lab.cloud.endpoint.faults.describe()["seed"] == 7
+    status = podlab("status", "--name", lab.name)
+    assert f", seed 7, attach delay {ATTACH}s, metadata lag {LAG}s\n" in status.stdout
+
+    lab.add_pod("default", "a", "n1")
+    rc, result = cni(lab, "ADD", "default/a", "n1")
+    assert rc == 0, result
+    ip = result["ips"][0]["address"].split("/")[0]
+    assert ip in {a for e in lab.cloud.model.all_enis() if e.type == "Secondary" for a in e.ips}
+    assert ip in {a["local"] for link in ip_json(lab, "default/a", "addr", "show", "eth0")
+                  for a in link["addr_info"]}
+
+    def macs() -> set[str]:
+        return set(lab.exec("n2", ["python3", "-c", MACS]).stdout.split())
+
+    before = macs()  # the metadata serves from the views it took: one before the attach
+    client = ecs(endpoint=lab.state.cloud_endpoint_host)
+
+    n2 = lab.state.node("n2")
+    eni = client.create_network_interface(m.CreateNetworkInterfaceRequest(
+        region_id=REGION, v_switch_id=n2.vswitch, security_group_id="sg")).body
+    started = time.monotonic()
+    client.attach_network_interface(m.AttachNetworkInterfaceRequest(
+        region_id=REGION, network_interface_id=eni.network_interface_id,
+        instance_id=n2.instance_id))
+    seen: list[str] = []
+
+    def in_use() -> bool:
+        seen.append(client.describe_network_interfaces(m.DescribeNetworkInterfacesRequest(
+            region_id=REGION, network_interface_id=[eni.network_interface_id])
+        ).body.network_interface_sets.network_interface_set[0].status)
+        return seen[-1] == "InUse"
+
+    eventually(in_use, timeout=30, what="the attached ENI turns InUse")
+    assert seen[0] == "Attaching"
+    assert time.monotonic() - started >= ATTACH, f"InUse before the delay: {seen}"
+    eventually(lambda: f"{eni.mac_address}/" in macs() - before, timeout=30,
+               what="the node's metadata shows the ENI")
+    assert time.monotonic() - started >= ATTACH + LAG, "metadata did not lag the API"

@@ -3,6 +3,11 @@ secondary addresses and reach each other across nodes; DEL gives everything back
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
 import jsonschema
 import pytest
 
@@ -15,7 +20,6 @@ from podlab.lab.pytest_plugin import LabFactory
 from tests.e2e.helpers import cni, ip_json, ping
 
 pytestmark = pytest.mark.root
-
 
 
 def test_pods_get_eni_addresses_and_reach_each_other_across_nodes(lab: Lab) -> None:
@@ -138,3 +142,69 @@ def test_an_eni_that_comes_back_as_a_new_device_still_serves_pods(lab: Lab) -> N
     assert ip_c in {ip["address"] for ip in eni["ips"]}, "c is on the ENI that came back"
     assert ping(lab, "default/c", b["ips"][0]["address"].split("/")[0], count=2)
     assert cni(lab, "CHECK", "default/c", "n1")[0] == 0
+
+
+def _plugin(lab: Lab, node: str, conf: dict[str, object], **env: str
+            ) -> tuple[int, dict[str, Any]]:
+    """The node's podlab-cni with `conf` on stdin and exactly the CNI_* variables given."""
+    state = lab.state.node(node)
+    conf = {"cniVersion": "1.1.0", "name": "podlab", "type": "podlab-cni",
+            "agent_socket": state.agent_socket, **conf}
+    proc = subprocess.run([Path(state.cni_bin_dir) / "podlab-cni"], input=json.dumps(conf),
+                          env={"PATH": "/usr/bin:/bin", **env}, capture_output=True,
+                          text=True, check=False, timeout=60)
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+
+def _used(lab: Lab, node: str) -> list[str]:
+    return [ip["pod"] for e in protocol.call(lab.state.node(node).agent_socket, "info")["enis"]
+            for ip in e["ips"] if ip["state"] == "used"]
+
+
+def test_gc_without_valid_attachments_is_an_invalid_config_and_releases_nothing(
+        lab: Lab) -> None:
+    """Issue 18 (1): a missing list is not an empty one, or GC frees every live pod's
+    address for the next pods to take."""
+    lab.add_pod("default", "a", "n1")
+    assert cni(lab, "ADD", "default/a", "n1")[0] == 0
+    missing: list[dict[str, object]] = [{}, {"cni.dev/valid-attachments": None}]
+    for conf in missing:
+        rc, error = _plugin(lab, "n1", conf, CNI_COMMAND="GC")
+        assert (rc, error.get("code")) == (1, 7), error
+        assert "cni.dev/valid-attachments" in error["msg"]
+    socket = lab.state.node("n1").agent_socket
+    malformed: list[dict[str, Any]] = [{}, {"containers": None}, {"containers": "c2"},
+                                       {"containers": [7]}]
+    for request in malformed:
+        with pytest.raises(protocol.AgentError) as refused:  # the agent's own guard
+            protocol.call(socket, "gc_containers", **request)
+        assert refused.value.kind == "invalid"
+    no_pods: list[dict[str, Any]] = [{}, {"pods": "default/b"}]
+    for pods in no_pods:
+        with pytest.raises(protocol.AgentError):
+            protocol.call(socket, "gc", **pods)
+    assert _used(lab, "n1") == ["default/a"]
+    rc, _ = _plugin(lab, "n1", {"cni.dev/valid-attachments": []}, CNI_COMMAND="GC")
+    assert rc == 0  # an empty list is the runtime's word: nothing is valid
+    assert _used(lab, "n1") == []
+
+
+def test_an_add_with_a_bad_interface_name_is_refused_and_leaks_nothing(lab: Lab) -> None:
+    """Issue 18 (8): Linux names are 1-15 bytes without '/' or whitespace, and not '.' or
+    '..'. A bad one is the spec's invalid-environment error (4), from the plugin and from
+    the agent alike, and leaves no address used."""
+    pod = lab.add_pod("default", "a", "n1")
+    env = {"CNI_CONTAINERID": "c1", "CNI_NETNS": f"/run/netns/{pod.netns}",
+           "CNI_ARGS": "K8S_POD_NAMESPACE=default;K8S_POD_NAME=a"}
+    socket = lab.state.node("n1").agent_socket
+    for ifname in ("x" * 40, "a/b", "eth 0", "..", "eth0\n"):
+        for command in ("ADD", "CHECK", "DEL"):
+            rc, error = _plugin(lab, "n1", {}, CNI_COMMAND=command, CNI_IFNAME=ifname, **env)
+            assert (rc, error.get("code")) == (1, 4), (ifname, command, error)
+            assert "CNI_IFNAME" in error["msg"]
+        with pytest.raises(protocol.AgentError) as refused:
+            protocol.call(socket, "add", pod="default/a", container="c1",
+                          netns=env["CNI_NETNS"], ifname=ifname)
+        assert refused.value.kind == "argument", refused.value
+        assert _used(lab, "n1") == [], ifname
+    assert cni(lab, "ADD", "default/a", "n1")[0] == 0, "the pod's good ADD still works"

@@ -1,7 +1,8 @@
 """Recovery with no hand-holding: a crashed agent comes back by itself (with back-off) and
 the pods made meanwhile start; while it is down its node is not ready and gets no new
 pods; an ENI deleted out of band ends with every Running pod on a unique, working
-address."""
+address; an ENI detached out of band is attached again and its pods answer on their own
+addresses. After each fault the lab's invariants hold again (podlab.lab.invariants)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from podlab.controllers import workqueue
 from podlab.kubeapi.store import Store
 from podlab.lab import Lab
 from podlab.lab.agents import NodeAgents
+from podlab.lab.invariants import check
 from podlab.lab.pytest_plugin import LabFactory
 from tests.e2e.helpers import eventually, ping, podlab
 
@@ -78,6 +80,7 @@ def test_a_killed_agent_comes_back_by_itself_and_pods_made_meanwhile_start(lab: 
                for line in table.splitlines()), table
     for ip in ips.values():
         assert ping(lab, "n2", ip), f"{ip} does not answer"
+    check(lab, reach=True, within=30)
 
 
 def new_agent(agents: NodeAgents, node: str, old: int | None) -> int | None:
@@ -129,6 +132,7 @@ def test_while_its_agent_is_down_a_node_is_not_ready_and_its_pods_wait(
     lab.agents.start("n1")
     eventually(lambda: running_ips(lab, ["pinned"]), what="the pinned pod Running")
     eventually(lambda: ready(lab, "n1")["status"] == "True", what="n1 ready again")
+    check(lab, reach=True, within=30)
 
 
 def test_an_eni_deleted_out_of_band_ends_with_unique_working_addresses(
@@ -162,6 +166,7 @@ def test_an_eni_deleted_out_of_band_ends_with_unique_working_addresses(
     assert set(ips.values()) <= on_cloud, "a Running pod's address is not on an ENI"
     for ip in ips.values():
         assert ping(lab, "n2", ip), f"{ip} does not answer"
+    check(lab, reach=True, within=30)
     out = json.loads(podlab("status", "--name", lab.name, "--json").stdout)
     for shown in out["pods"]:
         if shown["name"] in victims:
@@ -174,3 +179,34 @@ def test_an_eni_deleted_out_of_band_ends_with_unique_working_addresses(
     found = next(line for line in scrape.splitlines()
                  if line.startswith("podlab_agent_lost_addresses_total "))
     assert float(found.split()[1]) >= len(victims)  # and a late pod's, if it came first
+
+
+def test_an_eni_detached_out_of_band_comes_back_with_its_pods_reachable(
+        lab_factory: LabFactory) -> None:
+    lab = lab_factory(agent_settings={"reconcile_period": 1.0})
+    assert lab.cloud is not None
+    names = [f"web-{i}" for i in range(3)]
+    for name in names:
+        api(lab).create("pods", pod(name, "n1"))
+    api(lab).create("pods", pod("client", "n2"))  # probes them across the VPC
+    before = eventually(lambda: running_ips(lab, names), what="the pods Running")
+    check(lab, reach=True, within=30)
+    model, instance = lab.cloud.model, lab.state.node("n1").instance_id
+    eni = next(e for e in model.all_enis()
+               if e.instance_id == instance and set(e.ips) & set(before.values()))
+    model.detach_eni(eni.id)  # as in the console; the agent re-attaches it
+    eventually(lambda: any(e["event"] == "reconciled" and e.get("reattached")
+                           for e in agent_log(lab, "n1")), what="the ENI re-attached")
+    check(lab, reach=True, within=30)  # was: rules to the old device's table, black hole
+    assert running_ips(lab, names) == before, "the pods were not kept on their addresses"
+    assert lab.agents is not None
+    lab.agents.kill("n1")  # a successor rebuilds nothing it should not, and loses nothing
+    lab.agents.start("n1")
+    check(lab, reach=True, within=30)
+
+
+def agent_log(lab: Lab, node: str) -> list[dict[str, Any]]:
+    assert lab.agents is not None
+    path = lab.agents.node_dir(node) / "agent.log"
+    return [json.loads(line) for line in path.read_text().splitlines()
+            if line.startswith("{")]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from podlab.controllers.deployments import HASH_LABEL, SUFFIX_ALPHABET, DeploymentController
 from podlab.controllers.endpoints import endpoint_slice, target_port
 from podlab.controllers.scheduler import Scheduler
 from podlab.controllers.service_proxy import service_ports
-from podlab.controllers.templates import controller_of
+from podlab.controllers.statefulsets import StatefulSetController
+from podlab.controllers.templates import BURST, controller_of
 from podlab.datapath.kubeproxy import Backend
 from podlab.kubeapi.store import Store
 from podlab.lab.kube.controlplane import node_object
@@ -176,3 +178,83 @@ def test_recreate_deletes_the_old_pods_before_making_new_ones() -> None:
     controller.sync(key)
     assert len(_owned(store)) == 2
     assert not set(_owned(store)) & old
+
+
+def test_a_deployment_deleted_while_its_pods_are_made_gets_no_more() -> None:
+    store, key = Store(), ("default", "web")
+    controller = DeploymentController(store)
+    made: list[str] = []
+
+    def delete_after_three(kind: str, resource: str, obj: dict[str, Any]) -> None:
+        if kind == "ADDED" and resource == "pods":
+            made.append(obj["metadata"]["name"])
+            if len(made) == 3:  # as `kubectl delete` would, from another client
+                store.delete("deployments", "default", "web")
+
+    store.subscribe(delete_after_three)
+    store.create("deployments", _deployment(100))
+    controller.sync(key)
+    assert len(made) == 3, "not one pod after its Deployment was gone"
+    controller.sync(key)  # the sync its delete event queues
+    assert _owned(store) == {}
+
+
+def test_a_deployment_changed_while_its_pods_are_made_is_read_again() -> None:
+    store, key = Store(), ("default", "web")
+    controller = DeploymentController(store)
+    made: list[str] = []
+
+    def scale_down_after_two(kind: str, resource: str, obj: dict[str, Any]) -> None:
+        if kind == "ADDED" and resource == "pods":
+            made.append(obj["metadata"]["name"])
+            if len(made) == 2:
+                _change(store, replicas=1)
+
+    store.subscribe(scale_down_after_two)
+    store.create("deployments", _deployment(100))
+    controller.sync(key)
+    assert len(made) == 2, "the old count was not acted on after the change"
+    controller.sync(key)
+    assert len(_owned(store)) == 1
+
+
+def test_a_large_deployment_is_made_a_burst_per_sync_and_finished_by_its_queue() -> None:
+    store, key = Store(), ("default", "web")
+    controller = DeploymentController(store)
+    store.create("deployments", _deployment(2 * BURST + 7))
+    controller.sync(key)
+    assert len(_owned(store)) == BURST, "one sync makes a bounded burst"
+    controller.start()  # not subscribed: only the sync's own requeue can finish the job
+    try:
+        deadline = time.monotonic() + 30
+        while len(_owned(store)) < 2 * BURST + 7:
+            assert time.monotonic() < deadline, f"{len(_owned(store))} pods after 30 s"
+            time.sleep(0.05)  # polling the store
+    finally:
+        controller.stop()
+    assert len(_owned(store)) == 2 * BURST + 7
+
+
+class _DeletedWhenRead(Store):
+    """A store whose StatefulSet `db` is deleted by another client just after the
+    controller first reads it: the race between a sync and `kubectl delete`."""
+
+    def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
+        found = super().get(resource, namespace, name)
+        if resource == "statefulsets" and not getattr(self, "raced", False):
+            self.raced = True
+            self.delete(resource, namespace, name)
+        return found
+
+
+def test_a_statefulset_deleted_during_its_sync_gets_no_pod() -> None:
+    store = _DeletedWhenRead()
+    controller = StatefulSetController(store)
+    store.create("statefulsets", {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                 "template": {"metadata": {"labels": {"app": "db"}},
+                              "spec": {"containers": [{"name": "c", "image": "x"}]}}}})
+    controller.sync(("default", "db"))
+    assert store.list("pods", "default")[0] == []

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from podlab.fakecloud import Topology, TopologyError, default_topology, load_topology
+from podlab.fakecloud import Topology, TopologyError, default_topology, load_topology, mock
 
 
 def topo(**overrides: Any) -> dict[str, Any]:
@@ -132,13 +132,139 @@ def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
 
 
 def test_faults_section_is_carried_to_the_cloud() -> None:
-    from podlab.fakecloud import Endpoint
-    from podlab.fakecloud.models import Cloud
+    """Through the endpoint every cloud is served by (the mock, `fakecloud serve`, a lab's):
+    the topology's rule fails the call it names, without anyone applying it by hand."""
+    from tests.unit.fakecloud.test_faults import types
 
-    rules = {"rules": [{"action": "AttachNetworkInterface", "latency": 0.5}]}
+    rules = {"rules": [{"action": "DescribeInstanceTypes", "code": "InternalError"}]}
     t = Topology.from_dict(topo(faults=rules))
     assert Topology.from_dict(t.to_dict()).faults == rules
-    endpoint = Endpoint(Cloud(t))
-    endpoint.faults.set(t.faults)
-    assert endpoint.faults.describe()["rules"][0]["latency"] == 0.5
+    with mock(t) as endpoint:
+        assert types() == "InternalError"
+        assert endpoint.faults.describe()["rules"][0]["code"] == "InternalError"
+    with mock(Topology.from_dict(topo())):
+        assert types() == "OK"
     assert error(topo(faults={"rulez": []})).field == "faults"
+
+
+@pytest.mark.parametrize(("rule", "field"), [
+    ({"latency": -1}, "faults.rules[0].latency"),
+    ({"code": "X", "status": "abc"}, "faults.rules[0].status"),
+    ({"code": "X", "window": [10]}, "faults.rules[0].window"),
+])
+def test_a_bad_fault_rule_is_refused_by_the_loader(rule: dict[str, Any], field: str) -> None:
+    e = error(topo(faults={"rules": [rule]}))
+    assert e.field == field
+    assert str(e).startswith(f"{field}: ")
+
+
+def test_seed_and_cloud_timing_are_part_of_the_world() -> None:
+    t = Topology.from_dict(topo(seed=7, cloud={"attach_delay": 0.5, "metadata_lag": 1.0}))
+    assert (t.seed, t.attach_delay, t.metadata_lag) == (7, 0.5, 1.0)
+    assert Topology.from_dict(t.to_dict()) == t
+    assert t.to_dict()["cloud"] == {"attach_delay": 0.5, "metadata_lag": 1.0}
+    assert "seed" not in Topology.from_dict(topo()).to_dict(), "the default stays implicit"
+    again = t.configured(seed=8, metadata_lag=0)
+    assert (again.seed, again.attach_delay, again.metadata_lag) == (8, 0.5, 0.0)
+    assert t.configured() == t
+    assert error(topo(seed=-1)).field == "seed"
+    assert error(topo(seed="7")).field == "seed"
+    assert error(topo(cloud={"attach_delay": -1})).field == "cloud.attach_delay"
+    assert error(topo(cloud={"metadata_lag": 601})).field == "cloud.metadata_lag"
+    assert error(topo(cloud={"attach": 1})).field == "cloud"
+    with pytest.raises(TopologyError) as info:
+        t.configured(attach_delay=-1)
+    assert info.value.field == "cloud.attach_delay"
+
+
+def test_the_cloud_on_a_topology_takes_its_attach_delay() -> None:
+    from tests.unit.fakecloud.test_sdk_lifecycle import Clock
+
+    clock = Clock()
+    with mock(Topology.from_dict(topo(cloud={"attach_delay": 0.5})), clock=clock) as endpoint:
+        model = endpoint.cloud
+        eni = model.create_eni("vsw-a", security_groups=["sg"])
+        model.attach_eni(eni.id, model.topology.node("n1").instance_id)
+        clock.now = 0.4
+        assert model.eni(eni.id).status == "Attaching"
+        clock.now = 0.5
+        assert model.eni(eni.id).status == "InUse"
+
+
+@pytest.mark.parametrize(("cidr", "what"), [
+    ("127.0.0.0/16", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("100.100.0.0/16", "the cloud's own services"),
+    ("100.64.0.0/10", "the cloud's own services"),
+    ("224.0.0.0/16", "multicast"),
+    ("0.0.0.0/8", "'this network'"),
+    ("240.0.0.0/16", "reserved"),
+])
+def test_a_vpc_in_a_reserved_range_is_refused(cidr: str, what: str) -> None:
+    network = ipaddress.IPv4Network(cidr)
+    vswitch = next(network.subnets(new_prefix=max(network.prefixlen, 16) + 8))
+    e = error(topo(vpc={"cidr": cidr},
+                   vswitches=[{"id": "vsw-a", "zone": "z", "cidr": str(vswitch)}],
+                   nodes=[{"name": "n1", "vswitch": "vsw-a"}]))
+    assert e.field == "vpc.cidr"
+    assert what in str(e)
+    assert "10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16" in str(e), "says what to do"
+
+
+def _lab_refuses(cidr: str, **kwargs: Any) -> TopologyError:
+    from podlab.lab.lab import Lab
+
+    network = ipaddress.IPv4Network(cidr)
+    t = Topology.from_dict(topo(vpc={"cidr": cidr}, vswitches=[
+        {"id": "vsw-a", "zone": "z", "cidr": str(next(network.subnets(new_prefix=24)))}],
+        nodes=[{"name": "n1", "vswitch": "vsw-a"}]))
+    with pytest.raises(TopologyError) as info:
+        Lab(t, "tvpc", **kwargs)
+    return info.value
+
+
+def test_a_lab_refuses_a_vpc_over_its_management_or_service_range() -> None:
+    """Before anything is made: over 198.18.0.0/15 the VPC would take other labs' host
+    links; over the Service CIDR, ClusterIPs."""
+    e = _lab_refuses("198.18.0.0/16", agents=False)
+    assert e.field == "vpc.cidr"
+    assert "198.18.0.0/15, the labs' management network" in str(e)
+    e = _lab_refuses("172.16.0.0/12")
+    assert "172.21.0.0/20, the lab's Service CIDR" in str(e)
+    from podlab.lab.lab import Lab
+
+    t = Topology.from_dict(topo(vpc={"cidr": "172.21.0.0/16"}, vswitches=[
+        {"id": "vsw-a", "zone": "z", "cidr": "172.21.64.0/24"}],
+        nodes=[{"name": "n1", "vswitch": "vsw-a"}]))
+    assert Lab(t, "tvpc", agents=False).topology == t, "no Services without a control plane"
+
+
+# 356 bytes that name 9**9 values: `podlab up` took 1.5 GB and gave no answer in 120 s.
+BOMB = "\n".join([
+    'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+    *(f"{x}: &{x} [{','.join([f'*{p}'] * 9)}]" for p, x in zip("abcdefgh", "bcdefghi",
+                                                              strict=True)),
+    "vswitches: *i", "nodes: *i", ""])
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    f = tmp_path / "bomb.yaml"
+    f.write_text(BOMB)
+    assert len(BOMB) < 400
+    with pytest.raises(TopologyError) as info:
+        load_topology(f)
+    assert info.value.field == str(f)
+    assert "expands to more than 100000 values (YAML aliases" in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("# padding\n" * 120_000, "larger than 1048576 bytes"),
+    ("vswitches: &v [*v]\nnodes: []\n", "nested deeper than 32 levels"),
+    ("nodes: " + "[" * 40 + "]" * 40 + "\n", "nested deeper than 32 levels"),
+])
+def test_a_file_too_big_or_too_deep_is_refused(tmp_path: Path, text: str, says: str) -> None:
+    f = tmp_path / "lab.yaml"
+    f.write_text(text)
+    with pytest.raises(TopologyError) as info:
+        load_topology(f)
+    assert says in str(info.value)

@@ -66,12 +66,14 @@ class Pool(PoolState):
     # -- keeping the pool in shape ----------------------------------------------------
 
     def maintain(self) -> None:
-        """Expire reservations, warm up to the minimum, reclaim above the maximum."""
+        """Expire reservations, warm up to the minimum, reclaim above the maximum. A full
+        node is no failure; any other failure to grow is raised, for the maintenance loop
+        to count and report (a pool that must grow has nothing to reclaim)."""
         with self.filling():
             shrink.expire_reservations(self)
             try:
                 grow.grow(self, grow.want(self))
-            except (CapacityError, BusyError, CloudCallError) as e:
+            except CapacityError as e:
                 self.events("warm_up_failed", error=str(e))
             try:
                 shrink.shrink(self)
@@ -86,6 +88,12 @@ class Pool(PoolState):
                 grow.grow(self, target - len(self.idle()))
             except (CapacityError, BusyError, CloudCallError) as e:
                 self.events("warm_up_failed", error=str(e))
+
+    def attaching(self) -> bool:
+        """Whether an ENI is still attaching: left so by a fill that failed, until a
+        reconcile settles it."""
+        with self.lock:
+            return any(e.status == EniStatus.ATTACHING for e in self.store.enis())
 
     def reconcile(self) -> dict[str, int]:
         """Make the store agree with the cloud; counts of what changed, for the log."""

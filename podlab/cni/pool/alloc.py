@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from podlab.cni.cloudapi import CloudCallError
 from podlab.cni.pool import grow
 from podlab.cni.pool.model import BusyError, CapacityError, Lease, PodRef
 from podlab.cni.pool.poll import poll_until
@@ -68,12 +67,14 @@ def _attempt(s: PoolState, ref: PodRef) -> Lease | None:
 
 
 def _run_fill(s: PoolState) -> None:
-    """Grow for the current demand; a failure is shown to everyone who waited on it."""
+    """Grow for the current demand; a failure is shown to everyone who waited on it. Any
+    failure but capacity is a try-again (a metadata timeout while waiting for an attach
+    is no cloud error, and once escaped to the socket's handler)."""
     try:
         s.sleep(s.config.batch_window)  # let a burst's other pods queue up
         grow.grow(s, grow.want(s))
-    except (CapacityError, BusyError, CloudCallError) as e:
-        error = e if isinstance(e, CapacityError) else BusyError(str(e))
+    except Exception as e:
+        error = e if isinstance(e, CapacityError) else BusyError(f"{type(e).__name__}: {e}")
         with s.lock:
             s.generation += 1
             s.failure = (s.generation, error)

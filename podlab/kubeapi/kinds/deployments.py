@@ -15,7 +15,7 @@ from podlab.kubeapi.resources import Resource
 from podlab.kubeapi.selectors import format_selector
 from podlab.kubeapi.strategy import Strategy
 from podlab.kubeapi.tables import AGE, NAME, Column, spec_of, status_of
-from podlab.kubeapi.validation import Errors, as_dict
+from podlab.kubeapi.validation import Errors, as_dict, non_negative_int32
 
 STRATEGY_TYPES = ("Recreate", "RollingUpdate")
 
@@ -47,6 +47,8 @@ class Deployments(Strategy):
     def validate(self, errs: Errors, obj: dict[str, Any]) -> None:
         spec = as_dict(obj.get("spec"))
         validate_workload(errs, spec, "deployment")
+        non_negative_int32(errs, "spec.progressDeadlineSeconds",
+                           spec.get("progressDeadlineSeconds"))
         strategy = as_dict(spec.get("strategy")).get("type")
         if strategy is not None and strategy not in STRATEGY_TYPES:
             errs.unsupported("spec.strategy.type", strategy, STRATEGY_TYPES)

@@ -154,9 +154,17 @@ class Services(Strategy):
                                     spec[field], "field is immutable")
 
     def on_delete(self, obj: Obj, allocators: Allocators) -> None:
-        for ip in (obj.get("spec") or {}).get("clusterIPs") or ():
-            if ip != "None":
-                allocators.cluster_ips.release(ip)
+        for ip in _cluster_ips(obj):
+            allocators.cluster_ips.release(ip)
+
+    def on_restore(self, obj: Obj, allocators: Allocators) -> None:
+        for ip in _cluster_ips(obj):
+            allocators.cluster_ips.reserve(ip)
+
+
+def _cluster_ips(svc: Obj) -> list[str]:
+    """The cluster IPs a Service holds from the allocator (a headless one holds none)."""
+    return [ip for ip in (svc.get("spec") or {}).get("clusterIPs") or () if ip != "None"]
 
 
 STRATEGY = Services()

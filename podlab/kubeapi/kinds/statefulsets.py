@@ -14,7 +14,7 @@ from podlab.kubeapi.kinds.workloads import (
 from podlab.kubeapi.resources import Resource
 from podlab.kubeapi.strategy import Strategy
 from podlab.kubeapi.tables import AGE, NAME
-from podlab.kubeapi.validation import Errors, as_dict
+from podlab.kubeapi.validation import Errors, as_dict, non_negative_int32
 
 POD_MANAGEMENT = ("OrderedReady", "Parallel")
 
@@ -38,6 +38,9 @@ class StatefulSets(Strategy):
     def validate(self, errs: Errors, obj: dict[str, Any]) -> None:
         spec = as_dict(obj.get("spec"))
         validate_workload(errs, spec, "statefulset")
+        rolling = as_dict(as_dict(spec.get("updateStrategy")).get("rollingUpdate"))
+        non_negative_int32(errs, "spec.updateStrategy.rollingUpdate.partition",
+                           rolling.get("partition"))
         pmp = spec.get("podManagementPolicy")
         if pmp is not None and pmp not in POD_MANAGEMENT:
             errs.unsupported("spec.podManagementPolicy", pmp, POD_MANAGEMENT)

@@ -8,7 +8,16 @@ from typing import Any
 from podlab.kubeapi.kinds.podspec import default_pod_spec, validate_pod_spec
 from podlab.kubeapi.selectors import selector_matches
 from podlab.kubeapi.tables import Column, Obj, spec_of, status_of
-from podlab.kubeapi.validation import Errors, as_dict, validate_label_selector, validate_labels
+from podlab.kubeapi.validation import (
+    Errors,
+    as_dict,
+    non_negative_int32,
+    validate_label_selector,
+    validate_labels,
+)
+
+# int32 counts both kinds have, as upstream's ValidateNonnegativeField checks them
+COUNTS = ("replicas", "minReadySeconds", "revisionHistoryLimit")
 
 
 def default_workload(spec: dict[str, Any]) -> None:
@@ -20,11 +29,10 @@ def default_workload(spec: dict[str, Any]) -> None:
 
 
 def validate_workload(errs: Errors, spec: dict[str, Any], kind: str) -> None:
-    """Replicas, a selector that matches the template's labels, and a pod template that
-    restarts always; `kind` ("deployment") words the empty selector's error."""
-    replicas = spec.get("replicas", 1)
-    if not isinstance(replicas, int) or replicas < 0:
-        errs.invalid("spec.replicas", replicas, "must be greater than or equal to 0")
+    """Counts within int32, a selector that matches the template's labels, and a pod
+    template that restarts always; `kind` ("deployment") words the empty selector's error."""
+    for field in COUNTS:
+        non_negative_int32(errs, f"spec.{field}", spec.get(field))
     selector = spec.get("selector")
     template = as_dict(spec.get("template"))
     labels = as_dict(template.get("metadata")).get("labels") or {}

@@ -2,10 +2,15 @@
 the Python client, `podlab apply`) and inside the VPC at 100.100.80.1:6443 for the node
 agents — and the controllers that make the store's wishes real. Everything runs in the
 lab's process; controllers see changes through the store's in-process subscription.
+
+The store is the file `<run dir>/kube.db`: a control plane started where one exists (a lab
+resumed after its owner died) serves what it holds, and `restart_api()` restarts the API
+servers on it as a kube-apiserver restart would, losing nothing.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,7 @@ from podlab.controllers import (
     ServiceProxy,
     StatefulSetController,
 )
+from podlab.kubeapi.errors import ApiError
 from podlab.kubeapi.kubeconfig import write_kubeconfig
 from podlab.kubeapi.server import KubeApiServer
 from podlab.kubeapi.store import Store
@@ -38,9 +44,10 @@ class ControlPlane:
         """`service_proxy`: iptables or nftables runs kube-proxy in every node; ebpf runs
         none, since the node agents serve Services. `access`: the API's users and
         certificate (the lab's, made before its agents start); the kubeconfig carries the
-        lab user's token and the CA."""
+        lab user's token and the CA. The store is opened by the first step."""
         self.lab = lab
-        self.store = Store(service_cidr=SERVICE_CIDR)
+        self.store_path = lab.state.dir / "kube.db"
+        self.store: Store
         self.access = access or ApiAccess()
         self._tls = self.access.cert.server_context()
         self.service_proxy = service_proxy
@@ -55,6 +62,7 @@ class ControlPlane:
 
     def steps(self) -> list[Step]:
         return [
+            Step("store", f"opened the API's store {self.store_path}", self._open_store),
             Step("api-host", "served the API on loopback", self._serve_host),
             Step("api-vpc", f"served the API at {CLOUD_ENDPOINT_IP}:{KUBE_API_PORT}",
                  self._serve_vpc),
@@ -62,8 +70,8 @@ class ControlPlane:
             Step("nodes", "registered the nodes", self._register_nodes),
             Step("runtimes", "started the node runtimes", self._start_runtimes),
             Step("controllers", "started the controllers", self._start_controllers),
-            Step("watch", "fed the store's changes to the controllers",
-                 lambda: self.store.subscribe(self._fan_out)),
+            Step("watch", "fed the store's objects and changes to the controllers",
+                 self._feed),
             Step("state", "recorded the API in the lab's state", self._record),
         ]
 
@@ -77,18 +85,45 @@ class ControlPlane:
         """Stop everything `start` started, every part even when another fails."""
         self._undo.close()
 
+    def restart_api(self) -> None:
+        """Restart the API servers as a kube-apiserver restart does (a fault for tests and
+        scenarios): every connection and watch ends, the store is read back from its file
+        (nothing in memory survives), and the API is served again at the same addresses.
+        Clients resume their watches from their last resourceVersion, or get 410 Gone and
+        relist; the in-process controllers stay subscribed and miss nothing."""
+        for server in self.servers:
+            server.stop()
+        self.store.reopen()
+        self.servers = [self._host_server(self.servers[0].port), self._vpc_server()]
+        for server in self.servers:
+            server.start()
+
+    def _open_store(self) -> None:
+        self.store = Store(self.store_path, service_cidr=SERVICE_CIDR)
+        self._undo.push(f"close the API's store {self.store_path}", self.store.close)
+
     def _serve(self, server: KubeApiServer) -> None:
         self.servers.append(server.start())
-        self._undo.push(f"stop the API server at {server.url}", server.stop)
+        self._undo.push(f"stop the API server at {server.url}",
+                        partial(self._stop_server, len(self.servers) - 1))
+
+    def _stop_server(self, index: int) -> None:
+        """Stop the server at `index` now, which restart_api may have replaced."""
+        self.servers[index].stop()
+
+    def _host_server(self, port: int = 0) -> KubeApiServer:
+        return KubeApiServer(self.store, "127.0.0.1", port, tokens=self.access.tokens,
+                             tls=self._tls)
+
+    def _vpc_server(self) -> KubeApiServer:
+        sock = netns.listen(self.lab.state.fabric_netns, CLOUD_ENDPOINT_IP, KUBE_API_PORT)
+        return KubeApiServer(self.store, sock=sock, tokens=self.access.tokens, tls=self._tls)
 
     def _serve_host(self) -> None:
-        self._serve(KubeApiServer(self.store, "127.0.0.1", 0, tokens=self.access.tokens,
-                                  tls=self._tls))
+        self._serve(self._host_server())
 
     def _serve_vpc(self) -> None:
-        sock = netns.listen(self.lab.state.fabric_netns, CLOUD_ENDPOINT_IP, KUBE_API_PORT)
-        self._serve(KubeApiServer(self.store, sock=sock, tokens=self.access.tokens,
-                                  tls=self._tls))
+        self._serve(self._vpc_server())
 
     def _write_kubeconfig(self) -> None:
         write_kubeconfig(self.kubeconfig, self.servers[0].url, name=self.lab.state.name,
@@ -100,8 +135,17 @@ class ControlPlane:
             # Pods the node's ENIs can hold, as its agent reports: the scheduler reads it
             # from the Node, as kube-scheduler reads allocatable pods.
             capacity = int(protocol.call(node.agent_socket, "info")["capacity"])
-            self.store.create("nodes", node_object(node.name, node.primary_ip, node.zone,
-                                                   node.instance_type, capacity))
+            fresh = node_object(node.name, node.primary_ip, node.zone, node.instance_type,
+                                capacity)
+            try:
+                self.store.create("nodes", fresh)
+            except ApiError as e:
+                if e.code != 409:
+                    raise
+                # in a store read back from its file: as a kubelet re-registers, its status
+                # is the node's now (the node runtime sets Ready from here)
+                known = self.store.get("nodes", None, node.name)
+                self.store.update_status("nodes", {**known, "status": fresh["status"]})
 
     def _run(self, controller: Controller) -> None:
         self.controllers.append(controller.start())
@@ -121,6 +165,15 @@ class ControlPlane:
                                             [n.netns for n in self.lab.state.nodes]))
         for controller in controllers:
             self._run(controller)
+
+    def _feed(self) -> None:
+        """Subscribe the controllers, then hand them every stored object, as informers
+        list before they watch: a store read back from its file holds work no change
+        will announce (a Deployment short of pods, a Service without endpoints)."""
+        self.store.subscribe(self._fan_out)
+        for s in self.store.kinds:
+            for obj in self.store.list(s.resource.name)[0]:
+                self._fan_out("ADDED", s.resource.name, obj)
 
     def _record(self) -> None:
         self.lab.state.kubeconfig = str(self.kubeconfig)

@@ -15,6 +15,12 @@ the plugin's message, while the agent is down); and it asks the agent which of i
 lost their address behind its back (the `lost` of its info), and recreates those pods'
 sandboxes, with new addresses, as kubelet recreates a dead sandbox.
 
+A runtime that starts where a predecessor's sandboxes are (the lab resumed after its
+owner died) adopts them, as a restarted kubelet finds its running pods: a sandbox whose pod
+is still there, with the same uid, keeps its netns and address once CNI CHECK confirms the
+agent holds them, and its workload (which died with the owner) is started again; any other
+sandbox goes, and its pod gets a new one.
+
 Container ports: TCP ports serve HTTP (`/hostname`, `/clientip`), TCP ports whose name
 starts with `echo` serve TCP echo, UDP ports serve UDP echo.
 """
@@ -91,9 +97,49 @@ class NodeRuntime(Controller):
         self.restarts: dict[tuple[str, str], int] = {}  # sandboxes recreated per pod
 
     def start(self) -> Self:
+        self._adopt()
         super().start()
         self.queue.add(NETWORK)
         return self
+
+    def _adopt(self) -> None:
+        """Take over the sandboxes the lab's state holds for this node (see the module
+        docstring), and queue every pod of the node: the store's subscription reports
+        changes, not what was there before."""
+        pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p
+                for p in self.store.list("pods")[0] if p["spec"].get("nodeName") == self.node}
+        for sandbox in [p for p in self.lab.state.pods if p.node == self.node]:
+            key = (sandbox.namespace, sandbox.name)
+            self.queue.add(key)
+            if not sandbox.uid:  # its owner died during the ADD: nothing to DEL by
+                self.lab.delete_pod(*key)
+                continue
+            pod = pods.get(key)
+            network = NetworkList.load(self.conf)
+            attachment = self._attachment(*key, sandbox.uid, sandbox.netns)
+            self.restarts[key] = sandbox.sandbox_restarts
+            if pod is None or pod["metadata"]["uid"] != sandbox.uid or not sandbox.ip:
+                # queued: the worker DELs it (and runs a pod of that name anew)
+                self.running[key] = RunningPod(sandbox.uid, network, attachment,
+                                               Workload(sandbox.name))
+                continue
+            try:
+                self.cni.check(network, attachment)
+                workload = Workload(sandbox.name, netns=sandbox.netns,
+                                    **container_ports(pod)).start()
+            except (CniError, OSError) as e:
+                self.running[key] = RunningPod(sandbox.uid, network, attachment,
+                                               Workload(sandbox.name))
+                self.broken[key] = f"sandbox not adopted when the lab resumed: {e}"
+                self.restarts[key] += 1
+                continue
+            self.running[key] = RunningPod(sandbox.uid, network, attachment, workload)
+            status = pod.get("status", {})
+            if (status.get("phase"), status.get("podIP")) != ("Running", sandbox.ip):
+                self._set_status(pod, running_status(pod, [sandbox.ip], self.host_ip,
+                                                     sandbox.sandbox_restarts))
+        for key in pods:
+            self.queue.add(key)
 
     def stop(self) -> None:
         """Stop the worker, then the pods' servers; the lab's teardown removes the rest."""
@@ -143,10 +189,8 @@ class NodeRuntime(Controller):
         namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
         key = (namespace, name)
         sandbox = self.lab.add_pod(namespace, name, self.node)
-        attachment = Attachment(
-            uid, f"/run/netns/{sandbox.netns}", "eth0",
-            args={"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": namespace, "K8S_POD_NAME": name,
-                  "K8S_POD_INFRA_CONTAINER_ID": uid})
+        sandbox.uid = uid  # saved with its address: a sandbox without one has no ADD done
+        attachment = self._attachment(namespace, name, uid, sandbox.netns)
         network = NetworkList.load(self.conf)
         try:
             result = self.cni.add(network, attachment)
@@ -176,6 +220,13 @@ class NodeRuntime(Controller):
         sandbox.health, sandbox.sandbox_restarts = "Running", restarts
         self.lab.set_pod_ip(namespace, name, ips[0] if ips else "")  # saves the state
         self._set_status(pod, running_status(pod, ips, self.host_ip, restarts))
+
+    @staticmethod
+    def _attachment(namespace: str, name: str, uid: str, netns: str) -> Attachment:
+        return Attachment(
+            uid, f"/run/netns/{netns}", "eth0",
+            args={"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": namespace, "K8S_POD_NAME": name,
+                  "K8S_POD_INFRA_CONTAINER_ID": uid})
 
     # -- the node's network, as the CNI and the agent report it ------------------------
 

@@ -12,16 +12,21 @@ from podlab.datapath.model import EniLink
 LO_INDEX = socket.if_nametoindex("lo")
 
 
-def lo(mac: str = "00:00:00:00:00:00", index: int = LO_INDEX, name: str = "lo") -> EniLink:
+def lo(mac: str = "00:00:00:00:00:00", name: str = "lo") -> EniLink:
     return EniLink(name, mac, IPv4Address("10.0.0.253"), IPv4Network("10.0.0.0/24"),
-                   eni_table(index))
+                   eni_table(mac))
+
+
+def test_an_enis_table_is_a_function_of_its_mac_not_its_device() -> None:
+    assert eni_table("00:16:3e:00:aa:01") == eni_table("00:16:3E:00:AA:01") == 1000 + 0xaa01
+    assert eni_table("00:16:3e:00:aa:02") != eni_table("00:16:3e:00:aa:01")
 
 
 def test_a_device_with_its_index_and_mac_is_unchanged() -> None:
-    assert _unchanged(lo())
+    assert _unchanged(lo(), LO_INDEX)
 
 
 def test_another_mac_another_index_or_no_device_is_a_change() -> None:
-    assert not _unchanged(lo(mac="00:16:3e:00:00:01"))
-    assert not _unchanged(lo(index=LO_INDEX + 1000))
-    assert not _unchanged(lo(name="podlab-none0"))
+    assert not _unchanged(lo(mac="00:16:3e:00:00:01"), LO_INDEX)
+    assert not _unchanged(lo(), LO_INDEX + 1000)
+    assert not _unchanged(lo(name="podlab-none0"), LO_INDEX)

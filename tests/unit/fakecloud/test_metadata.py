@@ -10,9 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from podlab.fakecloud import Cloud, default_topology
+from podlab.fakecloud import DEFAULT_CREDENTIALS, Cloud, default_topology
 from podlab.fakecloud.background import BackgroundServer
 from podlab.fakecloud.metadata import TOKEN_HEADER, TTL_HEADER, MetadataService, metadata_server
+from podlab.fakecloud.ram import Ram
 from tests.unit.fakecloud.test_sdk_lifecycle import Clock
 
 TOPOLOGY = default_topology(nodes=2)
@@ -31,7 +32,7 @@ def cloud() -> Cloud:
 
 @pytest.fixture
 def server(cloud: Cloud, clock: Clock) -> Iterator[BackgroundServer]:
-    service = MetadataService(lambda: cloud, lag=5.0, clock=clock)
+    service = MetadataService(lambda: cloud, Ram(DEFAULT_CREDENTIALS), lag=5.0, clock=clock)
     srv = metadata_server(service, caller=lambda _peer: str(N2.primary_ip)).start()
     yield srv
     srv.stop()

@@ -27,3 +27,13 @@ def statefulset(name: str, selector: dict[str, str], labels: dict[str, str]) -> 
                      "template": {"metadata": {"labels": labels},
                                   "spec": {"containers": [{"name": "db",
                                                            "image": "postgres:16"}]}}}}
+
+
+def deployment(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "web",
+                                                           "image": "nginx:1.27"}]}},
+                     **spec}}

@@ -16,7 +16,7 @@ import pytest
 from podlab.kubeapi.kubeconfig import write_kubeconfig
 from podlab.kubeapi.server import KubeApiServer
 from podlab.kubeapi.store import Store
-from tests.unit.kubeapi.objects import pod, service
+from tests.unit.kubeapi.objects import deployment, pod, service
 from tests.unit.kubeapi.wire import request, watch_lines
 
 kubernetes = pytest.importorskip("kubernetes", reason="the official client is not installed")
@@ -94,6 +94,18 @@ def test_errors_are_status_objects(v1: Any, call: Any, code: int, reason: str) -
     assert (status["kind"], status["code"], status["reason"]) == ("Status", code, reason)
     if code == 422:
         assert status["details"]["causes"][0]["field"] == "metadata.name"
+
+
+def test_replicas_beyond_int32_are_an_invalid_status_naming_the_field(
+        server: KubeApiServer, store: Store) -> None:
+    code, status = request(server, "POST", "/apis/apps/v1/namespaces/default/deployments",
+                           deployment("web", replicas=1000000000000000000))
+    assert (code, status["kind"], status["reason"]) == (422, "Status", "Invalid")
+    assert status["details"]["causes"] == [{
+        "reason": "FieldValueInvalid", "field": "spec.replicas",
+        "message": "Invalid value: 1000000000000000000: must be less than or equal to "
+                   "2147483647"}]
+    assert store.list("deployments")[0] == []
 
 
 def test_update_conflict_and_patch_and_delete(v1: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from podlab.kubeapi.store import ApiError, Store
-from tests.unit.kubeapi.objects import pod, service, statefulset
+from tests.unit.kubeapi.objects import deployment, pod, service, statefulset
 
 
 def causes(err: pytest.ExceptionInfo[ApiError]) -> dict[str, str]:
@@ -326,6 +326,50 @@ def test_validation_causes(store: Store, resource: str, obj: dict[str, Any],
         store.create(resource, obj)
     assert err.value.code == 422
     assert field in causes(err)
+
+
+@pytest.mark.parametrize(("resource", "obj", "field", "message"), [
+    ("deployments", deployment("web", replicas=10**18), "spec.replicas",
+     "Invalid value: 1000000000000000000: must be less than or equal to 2147483647"),
+    ("deployments", deployment("web", replicas=2**31), "spec.replicas",
+     "Invalid value: 2147483648: must be less than or equal to 2147483647"),
+    ("deployments", deployment("web", replicas=-1), "spec.replicas",
+     "Invalid value: -1: must be greater than or equal to 0"),
+    ("deployments", deployment("web", replicas=True), "spec.replicas",
+     "Invalid value: true: must be an integer"),
+    ("deployments", deployment("web", replicas="3"), "spec.replicas",
+     'Invalid value: "3": must be an integer'),
+    ("deployments", deployment("web", progressDeadlineSeconds=2**40),
+     "spec.progressDeadlineSeconds",
+     "Invalid value: 1099511627776: must be less than or equal to 2147483647"),
+    ("deployments", deployment("web", revisionHistoryLimit=-3), "spec.revisionHistoryLimit",
+     "Invalid value: -3: must be greater than or equal to 0"),
+    ("statefulsets", {**statefulset("db", {"app": "db"}, {"app": "db"}), "spec": {
+        **statefulset("db", {"app": "db"}, {"app": "db"})["spec"], "replicas": 2**63}},
+     "spec.replicas",
+     "Invalid value: 9223372036854775808: must be less than or equal to 2147483647"),
+    ("statefulsets", {**statefulset("db", {"app": "db"}, {"app": "db"}), "spec": {
+        **statefulset("db", {"app": "db"}, {"app": "db"})["spec"], "updateStrategy": {
+            "type": "RollingUpdate", "rollingUpdate": {"partition": 2**31}}}},
+     "spec.updateStrategy.rollingUpdate.partition",
+     "Invalid value: 2147483648: must be less than or equal to 2147483647"),
+])
+def test_workload_counts_are_non_negative_int32(store: Store, resource: str,
+                                                obj: dict[str, Any], field: str,
+                                                message: str) -> None:
+    with pytest.raises(ApiError) as err:
+        store.create(resource, obj)
+    assert (err.value.code, err.value.reason) == (422, "Invalid")
+    assert causes(err) == {field: message}
+
+
+def test_the_largest_int32_is_a_valid_replica_count(store: Store) -> None:
+    made = store.create("deployments", deployment("web", replicas=2**31 - 1))
+    assert made["spec"]["replicas"] == 2**31 - 1
+    with pytest.raises(ApiError) as err:
+        store.patch("deployments", "default", "web", {"spec": {"replicas": 2**31}}, "merge")
+    assert causes(err) == {"spec.replicas": "Invalid value: 2147483648: must be less than "
+                                            "or equal to 2147483647"}
 
 
 def test_statefulset_with_matching_selector_is_accepted(store: Store) -> None:
