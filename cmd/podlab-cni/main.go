@@ -95,13 +95,16 @@ func call(path, op string, fields map[string]any) (*answer, error) {
 		request[k] = v
 	}
 	line, _ := json.Marshal(request) // strings and string lists only: cannot fail
-	if _, err := conn.Write(append(line, '\n')); err != nil {
-		return nil, unavailable(path, err)
-	}
+	// An agent over its connection cap answers `busy` and closes before reading: the
+	// write may fail while the answer waits to be read.
+	_, writeErr := conn.Write(append(line, '\n'))
 	reply, err := bufio.NewReader(io.LimitReader(conn, maxAnswer)).ReadBytes('\n')
 	var timeout net.Error
 	if errors.As(err, &timeout) && timeout.Timeout() {
 		return nil, &agentError{"busy", fmt.Sprintf("the agent did not answer within %v", agentTimeout)}
+	}
+	if len(reply) == 0 && writeErr != nil {
+		return nil, unavailable(path, writeErr)
 	}
 	if len(reply) == 0 {
 		return nil, fmt.Errorf("%w: the agent on %s closed the connection", errUnavailable, path)

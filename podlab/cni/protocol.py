@@ -12,6 +12,7 @@ pod already has), `unavailable` (`status`: the node cannot take pods now) or `in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from os import PathLike
@@ -55,7 +56,9 @@ def call(path: PathLike[str] | str, op: str, timeout: float = 60.0, **fields: An
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(str(path))
-            sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+            # an agent over its connection cap answers `busy` and closes before reading
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
             answer = b""
             while not answer.endswith(b"\n"):
                 chunk = sock.recv(65536)
