@@ -32,7 +32,7 @@ def test_a_busy_answer_sent_before_the_request_was_read_is_busy(
         server.start()
         connect = socket.socket.connect
 
-        def connect_then_wait(sock: socket.socket, address: object) -> None:
+        def connect_then_wait(sock: socket.socket, address: str) -> None:
             connect(sock, address)
             closed.wait(5)  # the refusal comes first, deterministically
 
