@@ -12,6 +12,7 @@ debs=(
   dnsutils iputils-ping tcpdump ethtool
   containernetworking-plugins golang-go golang-github-appc-cni-dev
   qemu-system-x86 busybox-static
+  unbound
 )
 missing=()
 for p in "${debs[@]}"; do

@@ -135,7 +135,8 @@ class Agent:
                          gateways=metadata.eni_gateway)
         self.datapath = node_datapath(c.eni_mode, c.datapath)
         if c.service_proxy == "ebpf":  # before serving: an ADD attaches the programs
-            self.services = NodeServices.start(c, self.metrics.registry, self.events)
+            self.services = NodeServices.start(c, self.metrics.registry, self.events,
+                                               me.primary_ip)
             self.policy = NodePolicy.start(c, self.metrics.registry, self.events)
         self.events("datapath", name=self.datapath.name)
         self.metrics.watch(store)
@@ -343,8 +344,8 @@ class Agent:
         if isinstance(lease, dict):
             return lease
         try:
-            done = set_up(dp, self._network(lease, request), lease.exclusive,
-                          self.config.service_cidr, self.services)
+            done = set_up(dp, self._network(lease, request), self.config.service_cidr,
+                          self.services)
         except Exception as e:  # whatever failed, the address goes back
             pool.release(lease.pod, str(request.get("container", "")))
             if isinstance(e, DATAPATH_ERRORS):
@@ -360,7 +361,7 @@ class Agent:
         lease = pool.lease_of(pod)
         if lease is not None and request.get("netns"):
             try:
-                tear_down(dp, self._network(lease, request), lease.exclusive, self.services)
+                tear_down(dp, self._network(lease, request), self.services)
             except DATAPATH_ERRORS as e:
                 self.events("teardown_incomplete", pod=pod, error=str(e))
         return {"ok": True, "released": pool.release(pod, container)}

@@ -7,28 +7,20 @@ started once per pod and stays a thin client of the socket (cmd/podlab-cni).
 
 from __future__ import annotations
 
-import fcntl
-import socket
-import struct
 import threading
-import time
 from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING, Any
 
 from podlab.cni.pool import Lease
 from podlab.cni.store import EniStatus, IpState
-from podlab.datapath import netlink, service_access, veth
-from podlab.datapath.eni import eni_table, prepare_eni
+from podlab.datapath import netlink, service_access
+from podlab.datapath.eni import eni_device, eni_on_node, eni_table, prepare_eni, still_there
 from podlab.datapath.exclusive_eni import eni_in_pod
-from podlab.datapath.model import DatapathError, EniLink, PodInterfaces, PodNetwork
+from podlab.datapath.model import EniLink, NodeLink, PodInterfaces, PodNetwork
 from podlab.datapath.registry import Datapath, datapath, select_datapath
 
 if TYPE_CHECKING:
     from podlab.cni.services import NodeServices
-
-DEVICE_WAIT = 10.0  # seconds a just-attached ENI's device may take to appear
-SIOCGIFHWADDR = 0x8927  # linux/sockios.h
-
 
 def node_datapath(eni_mode: str, override: str | None) -> Datapath:
     """Exclusive-ENI mode has its own datapath; shared ENIs take the override or the best
@@ -55,9 +47,9 @@ class NodeEnis:
         """The prepared ENI, and whether it was prepared now (its device is new to us)."""
         with self._lock:
             known = self._ready.get(mac.lower())
-        if known is not None and _unchanged(*known):
+        if known is not None and still_there(*known):
             return known[0], False
-        device, index = _device(mac, DEVICE_WAIT)
+        device, index = eni_device(None, mac)
         eni = EniLink(device, mac.lower(), gateway, cidr, eni_table(mac))
         prepare_eni(None, eni)
         with self._lock:
@@ -67,10 +59,11 @@ class NodeEnis:
     def restore(self, dp: Datapath, enis: list[dict[str, Any]]) -> list[str]:
         """After a reconcile: every ready shared ENI (as the pool's info lists them) that
         holds pods' addresses and whose device is new — attached again after the cloud
-        detached it, or first seen by this agent — gets its table and, for veth pods, the
-        proxy entries that died with the old device. The pods' rules name the table, a
-        function of the MAC, so they lead out through the new device again. ipvlan pods'
-        interfaces die with their parent and are not rebuilt here. The ENIs restored."""
+        detached it, or first seen by this agent — gets its table and what its datapath
+        says the pods lost with the old device (`Datapath.restore`: veth's proxy entries).
+        The pods' rules name the table, a function of the MAC, so they lead out through
+        the new device again. ipvlan pods' interfaces die with their parent and are not
+        rebuilt here. The ENIs restored."""
         restored: list[str] = []
         for row in enis:
             held = [IPv4Address(ip["address"]) for ip in row["ips"]
@@ -81,43 +74,9 @@ class NodeEnis:
                                        IPv4Network(row["cidr"]))
             if not fresh:
                 continue
-            if dp.name == "veth":
-                veth.restore_proxies(None, eni, held)
+            dp.restore(None, eni, held)
             restored.append(str(row["id"]))
         return restored
-
-
-def _unchanged(eni: EniLink, index: int) -> bool:
-    """Whether the device still has the index and MAC it was prepared with: two ioctls
-    in this netns, where a pyroute2 socket and request cost ~1.5 ms on every ADD and DEL."""
-    try:
-        now = socket.if_nametoindex(eni.device)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            raw = fcntl.ioctl(s.fileno(), SIOCGIFHWADDR, struct.pack("256s", eni.device.encode()))
-    except OSError:  # gone
-        return False
-    mac = ":".join(f"{b:02x}" for b in raw[18:24])  # ifreq: name[16], sockaddr's family[2]
-    return now == index and mac == eni.mac
-
-
-def _device(mac: str, timeout: float) -> tuple[str, int]:
-    """This netns's device with `mac` (name, ifindex), waiting for a hot-plugged one."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with netlink.opened(None) as ns:
-            for link in ns.get_links():
-                if (link.get("IFLA_ADDRESS") or "").lower() == mac.lower():
-                    return str(link.get("IFLA_IFNAME")), int(link["index"])
-        if time.monotonic() > deadline:
-            raise DatapathError(f"no device with MAC {mac} appeared within {timeout:.0f}s")
-        time.sleep(0.05)  # polling the kernel for the hot-plug, with a deadline
-
-
-def eni_on_node(mac: str, gateway: IPv4Address, cidr: IPv4Network,
-                timeout: float = DEVICE_WAIT) -> EniLink:
-    """This netns's device with `mac`, waiting for a hot-plugged one to appear."""
-    device, _ = _device(mac, timeout)
-    return EniLink(device, mac.lower(), gateway, cidr, eni_table(mac))
 
 
 def pod_network(lease: Lease, netns: str, ifname: str, enis: NodeEnis) -> PodNetwork:
@@ -129,7 +88,7 @@ def pod_network(lease: Lease, netns: str, ifname: str, enis: NodeEnis) -> PodNet
         # its own, since the one it had there is not remembered; it has no table.
         eni = EniLink("eni" + lease.mac.replace(":", "")[-12:], lease.mac, gateway, cidr, 0)
     else:
-        eni = eni_on_node(lease.mac, gateway, cidr)
+        eni = eni_on_node(None, lease.mac, gateway, cidr)
     return PodNetwork(netns=netns, ip=IPv4Address(lease.ip), eni=eni, ifname=ifname)
 
 
@@ -140,7 +99,7 @@ def _in_pod(netns: str, ifname: str, mac: str) -> bool:
         return eni_in_pod(ns, ifname, mac) is not None
 
 
-def set_up(dp: Datapath, pod: PodNetwork, exclusive: bool, service_cidr: str,
+def set_up(dp: Datapath, pod: PodNetwork, service_cidr: str,
            services: NodeServices | None = None) -> PodInterfaces:
     """The pod's interface with its way to Services: the eBPF programs on it, attached
     before the result is returned so the pod's first packet is handled; or, under
@@ -149,27 +108,22 @@ def set_up(dp: Datapath, pod: PodNetwork, exclusive: bool, service_cidr: str,
     try:
         if services is not None:
             services.attach(pod.netns, pod.ifname, str(pod.ip))
-        elif service_cidr and _bypasses_node(dp, exclusive):
+        elif service_cidr and dp.node_link.bypasses_node:
             # ipvlan keeps its own node-to-pod route through the node's ipvlan port
-            service_access.attach(pod, IPv4Network(service_cidr), host_route=exclusive)
+            service_access.attach(pod, IPv4Network(service_cidr),
+                                  host_route=dp.node_link is NodeLink.NONE)
     except BaseException:
         dp.teardown(None, pod)
         raise
     return done
 
 
-def tear_down(dp: Datapath, pod: PodNetwork, exclusive: bool,
-              services: NodeServices | None = None) -> None:
+def tear_down(dp: Datapath, pod: PodNetwork, services: NodeServices | None = None) -> None:
     if services is not None:
         services.detach(pod.netns, pod.ifname, str(pod.ip))
     dp.teardown(None, pod)
-    if services is None and _bypasses_node(dp, exclusive):
+    if services is None and dp.node_link.bypasses_node:
         service_access.detach(pod)
-
-
-def _bypasses_node(dp: Datapath, exclusive: bool) -> bool:
-    """Pods whose packets leave through the ENI and never meet the node's netfilter."""
-    return exclusive or dp.name == "ipvlan"
 
 
 def cni_result(version: str, done: PodInterfaces) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from podlab.cni.config import AgentConfig
 from podlab.cni.metrics import LATENCY_BUCKETS
 from podlab.datapath.bpf import Conntrack, MapFull, Programs, Service, ServiceMaps, SyncStats
 from podlab.datapath.bpf import counters as bpf_counters
+from podlab.datapath.nodelocal import node_local_service
 
 if TYPE_CHECKING:
     from podlab.cni.servicewatch import ServiceWatch
@@ -80,11 +81,12 @@ class NodeServices:
 
     @classmethod
     def start(cls, config: AgentConfig, registry: CollectorRegistry,
-              events: Callable[..., None]) -> NodeServices:
-        """Load (or adopt), then watch the API and GC conntrack in the background."""
+              events: Callable[..., None], node_ip: str) -> NodeServices:
+        """Load (or adopt), then watch the API and GC conntrack in the background.
+        `node_ip`: where the pods' node-local DNS goes (`datapath.nodelocal`)."""
         assert config.bpf_pin_dir is not None
         services = cls(config.bpf_pin_dir, registry, events)
-        threading.Thread(target=services._watch, args=(config,), name="service-watch",
+        threading.Thread(target=services._watch, args=(config, node_ip), name="service-watch",
                          daemon=True).start()
         threading.Thread(target=services._gc_loop, name="conntrack-gc", daemon=True).start()
         return services
@@ -101,12 +103,12 @@ class NodeServices:
         if self.watch is not None:
             self.watch.stop()
 
-    def _watch(self, config: AgentConfig) -> None:
+    def _watch(self, config: AgentConfig, node_ip: str) -> None:
         from podlab.cni.servicewatch import ServiceWatch  # the client's import: ~1 s of CPU
 
         self.watch = ServiceWatch(config.kube_api, self, self.events,
-                                  token=config.kube_token(),
-                                  ca_file=config.kube_ca_file).start()
+                                  token=config.kube_token(), ca_file=config.kube_ca_file,
+                                  local=(node_local_service(node_ip),)).start()
         if self._stop.is_set():  # stop() came during the import, and saw no watch to stop
             self.watch.stop()
 

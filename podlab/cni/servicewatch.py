@@ -19,8 +19,8 @@ from kubernetes import client
 from podlab.cni.kubeclient import api_client
 from podlab.cni.listwatch import ListWatch, Obj, object_key
 from podlab.datapath.bpf import Backend, Service, ServicePort
+from podlab.datapath.endpoints import service_endpoints, slice_owner
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_AFFINITY_TIMEOUT = 10800  # sessionAffinityConfig.clientIP.timeoutSeconds' default
 
 
@@ -33,45 +33,30 @@ class ServiceWriter(Protocol):
 
 
 def lb_service(svc: Obj, slices: Iterable[Obj]) -> Service | None:
-    """A Service's ClusterIP ports with their ready endpoints, each targetPort as its
-    EndpointSlice resolved it (a named targetPort is the pod's port of that name; the
-    slice's port carries the Service port's name). None for a headless Service."""
-    spec = svc.get("spec") or {}
-    ip = spec.get("clusterIP")
-    if not ip or ip == "None":
+    """A Service's ClusterIP TCP and UDP ports (SCTP: not handled by the programs) with
+    their ready IPv4 endpoints, as the shared translation (`datapath.endpoints`) reads
+    them. None for a headless Service."""
+    found = service_endpoints(svc, slices)
+    if found.cluster_ip is None:
         return None
-    slices = [s for s in slices if s.get("addressType", "IPv4") == "IPv4"]
-    ports = []
-    for port in spec.get("ports") or []:
-        name, protocol = port.get("name") or "", str(port.get("protocol") or "TCP")
-        if protocol not in ("TCP", "UDP"):
-            continue  # SCTP: not handled by the programs
-        backends = tuple(
-            Backend(address, int(sp["port"]))
-            for s in slices for sp in s.get("ports") or []
-            if (sp.get("name") or "") == name and sp.get("port")
-            and str(sp.get("protocol") or "TCP") == protocol
-            # Kubernetes: a missing `ready` means ready
-            for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready", True)
-            for address in e.get("addresses") or [])
-        ports.append(ServicePort(int(port["port"]), protocol.lower(), backends, name))
+    ports = tuple(
+        ServicePort(port.port, port.protocol.lower(),
+                    tuple(Backend(t.address, t.port) for t in port.ready()), port.name)
+        for port in found.ports if port.protocol in ("TCP", "UDP"))
+    spec = svc.get("spec") or {}
     affinity = 0
     if spec.get("sessionAffinity") == "ClientIP":
         config = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
         affinity = int(config.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
-    meta = svc["metadata"]
-    return Service(ip, tuple(ports), affinity, meta.get("namespace", ""), meta["name"])
-
-
-def _owner(endpoint_slice: Obj) -> str:
-    labels = endpoint_slice["metadata"].get("labels") or {}
-    return f"{endpoint_slice['metadata'].get('namespace', '')}/" \
-           f"{labels.get(SERVICE_NAME_LABEL, '')}"
+    return Service(found.cluster_ip, ports, affinity, found.namespace, found.name)
 
 
 class ServiceWatch:
     def __init__(self, url: str, writer: ServiceWriter, events: Callable[..., None],
-                 *, token: str = "", ca_file: Path | None = None) -> None:
+                 *, token: str = "", ca_file: Path | None = None,
+                 local: Iterable[Service] = ()) -> None:
+        """`local`: the node's own frontends (the node-local DNS address), written with
+        every full sync beside the API's, whose ClusterIPs never take their addresses."""
         api = api_client(url, token, ca_file)
         lists: dict[str, Callable[..., Any]] = {
             "services": client.CoreV1Api(api).list_service_for_all_namespaces,
@@ -79,7 +64,7 @@ class ServiceWatch:
         }
         self._watch = ListWatch(api, lists, self, events, failed="service_watch_failed")
         self._resources = len(lists)
-        self.writer, self.events = writer, events
+        self.writer, self.events, self.local = writer, events, tuple(local)
         self._services: dict[str, Obj] = {}  # ns/name -> Service
         self._slices: dict[str, dict[str, Obj]] = {}  # ns/service -> slice ns/name -> slice
         self._ips: dict[str, str] = {}  # ns/name -> the ClusterIP written for it
@@ -101,7 +86,7 @@ class ServiceWatch:
             else:
                 self._slices = {}
                 for o in objects:
-                    self._slices.setdefault(_owner(o), {})[object_key(o)] = o
+                    self._slices.setdefault(slice_owner(o), {})[object_key(o)] = o
             self._listed.add(resource)
             if len(self._listed) == self._resources:
                 self._sync_all()
@@ -115,7 +100,7 @@ class ServiceWatch:
                 else:
                     self._services[service] = obj
             else:
-                service = _owner(obj)
+                service = slice_owner(obj)
                 mine = self._slices.setdefault(service, {})
                 if kind == "DELETED":
                     mine.pop(object_key(obj), None)
@@ -130,7 +115,7 @@ class ServiceWatch:
 
     def _sync_all(self) -> None:
         wanted = {key: s for key in self._services if (s := self._wanted(key)) is not None}
-        self.writer.sync(list(wanted.values()))
+        self.writer.sync([*self.local, *wanted.values()])
         self._ips = {key: s.cluster_ip for key, s in wanted.items()}
         self.events("services_synced", services=len(wanted))
         self.synced.set()

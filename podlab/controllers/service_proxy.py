@@ -9,7 +9,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from podlab.controllers.controller import Controller
-from podlab.controllers.endpoints import SERVICE_NAME_LABEL
+from podlab.datapath.endpoints import service_endpoints, slice_owner
 from podlab.datapath.kubeproxy import Backend, KubeProxy, ServicePort
 from podlab.kubeapi.store import Store
 
@@ -18,29 +18,22 @@ SYNC = "sync"
 
 def service_ports(services: Sequence[dict[str, Any]],
                   slices: Sequence[dict[str, Any]]) -> list[ServicePort]:
-    """What kube-proxy programs: each ClusterIP Service port with its ready endpoints."""
-    by_service: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    """What kube-proxy programs: each ClusterIP Service port with its ready IPv4
+    endpoints, as the shared translation (`datapath.endpoints`) reads them."""
+    by_service: dict[str, list[dict[str, Any]]] = {}
     for s in slices:
-        owner = (s["metadata"]["namespace"],
-                 (s["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL, ""))
-        by_service.setdefault(owner, []).append(s)
-    out = []
+        by_service.setdefault(slice_owner(s), []).append(s)
+    out: list[ServicePort] = []
     for svc in services:
-        meta, spec = svc["metadata"], svc["spec"]
-        ip = spec.get("clusterIP")
-        if not ip or ip == "None":
+        meta = svc["metadata"]
+        found = service_endpoints(svc, by_service.get(f"{meta['namespace']}/{meta['name']}", []))
+        if found.cluster_ip is None:
             continue
-        mine = by_service.get((meta["namespace"], meta["name"]), [])
-        for port in spec.get("ports", []):
-            name, proto = port.get("name", ""), str(port.get("protocol", "TCP"))
-            backends = tuple(
-                Backend(addr, int(sp["port"]))
-                for s in mine for sp in s.get("ports", [])
-                if sp.get("name", "") == name and sp.get("port")
-                for e in s.get("endpoints", []) if (e.get("conditions") or {}).get("ready")
-                for addr in e.get("addresses", []))
-            out.append(ServicePort(meta["namespace"], meta["name"], name, proto.lower(), ip,
-                                   int(port["port"]), backends))
+        out.extend(
+            ServicePort(found.namespace, found.name, port.name, port.protocol.lower(),
+                        found.cluster_ip, port.port,
+                        tuple(Backend(t.address, t.port) for t in port.ready()))
+            for port in found.ports)
     return out
 
 

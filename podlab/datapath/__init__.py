@@ -4,12 +4,13 @@ Knows nothing of clouds or pools: it is given an IP, a gateway, a device and a n
 See docs/datapath.md for each datapath's plumbing.
 """
 
-from podlab.datapath.eni import eni_link, eni_table, prepare_eni
+from podlab.datapath.eni import eni_device, eni_on_node, eni_table, prepare_eni
 from podlab.datapath.model import (
     DatapathError,
     EniLink,
     Interface,
     IpConfig,
+    NodeLink,
     PodInterfaces,
     PodNetwork,
     Route,
@@ -30,12 +31,14 @@ __all__ = [
     "EniLink",
     "Interface",
     "IpConfig",
+    "NodeLink",
     "PodInterfaces",
     "PodNetwork",
     "Route",
     "UnknownDatapath",
     "datapath",
-    "eni_link",
+    "eni_device",
+    "eni_on_node",
     "eni_table",
     "kernel_has_ipvlan",
     "prepare_eni",

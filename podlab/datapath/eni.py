@@ -12,12 +12,18 @@ table, must still lead out through it once `prepare_eni` has filled the table ag
 
 from __future__ import annotations
 
+import fcntl
+import socket
+import struct
+import time
 from ipaddress import IPv4Address, IPv4Network
 
 from podlab.datapath import netlink
-from podlab.datapath.model import EniLink
+from podlab.datapath.model import DatapathError, EniLink
 
 TABLE_BASE = 1000
+DEVICE_WAIT = 10.0  # seconds a just-attached ENI's device may take to appear
+SIOCGIFHWADDR = 0x8927  # linux/sockios.h
 
 
 def eni_table(mac: str) -> int:
@@ -27,13 +33,40 @@ def eni_table(mac: str) -> int:
     return TABLE_BASE + int("".join(mac.split(":")[3:]), 16)
 
 
-def eni_link(node_netns: str | None, device: str, gateway: IPv4Address,
-             cidr: IPv4Network) -> EniLink:
-    """Describe an attached ENI device from what the node sees (its MAC and ifindex)."""
-    with netlink.opened(node_netns) as ns:
-        index = netlink.require_link(ns, device, node_netns or "this netns")
-        mac = netlink.link_mac(ns, index)
-        return EniLink(device, mac, gateway, cidr, eni_table(mac))
+def eni_device(node_netns: str | None, mac: str, timeout: float = DEVICE_WAIT
+               ) -> tuple[str, int]:
+    """The node's device with `mac` (name, ifindex), waiting for a hot-plugged one: the
+    one way an ENI is found (its device name is the kernel's, its MAC the cloud's)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with netlink.opened(node_netns) as ns:
+            for link in ns.get_links():
+                if (link.get("IFLA_ADDRESS") or "").lower() == mac.lower():
+                    return str(link.get("IFLA_IFNAME")), int(link["index"])
+        if time.monotonic() > deadline:
+            raise DatapathError(f"no device with MAC {mac} appeared within {timeout:.0f}s")
+        time.sleep(0.05)  # polling the kernel for the hot-plug, with a deadline
+
+
+def eni_on_node(node_netns: str | None, mac: str, gateway: IPv4Address, cidr: IPv4Network,
+                timeout: float = DEVICE_WAIT) -> EniLink:
+    """The attached ENI with `mac` as its node sees it."""
+    device, _ = eni_device(node_netns, mac, timeout)
+    return EniLink(device, mac.lower(), gateway, cidr, eni_table(mac))
+
+
+def still_there(eni: EniLink, index: int) -> bool:
+    """Whether the ENI's device (in the caller's netns) still has the index and MAC it was
+    found with: a detached and re-attached ENI is a new device. Two ioctls, where a
+    pyroute2 socket and request cost ~1.5 ms on every ADD and DEL."""
+    try:
+        now = socket.if_nametoindex(eni.device)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            raw = fcntl.ioctl(s.fileno(), SIOCGIFHWADDR, struct.pack("256s", eni.device.encode()))
+    except OSError:  # gone
+        return False
+    mac = ":".join(f"{b:02x}" for b in raw[18:24])  # ifreq: name[16], sockaddr's family[2]
+    return now == index and mac == eni.mac
 
 
 def prepare_eni(node_netns: str | None, eni: EniLink) -> None:

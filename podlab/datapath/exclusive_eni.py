@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import threading
+from ipaddress import IPv4Address
 from typing import Any
 
 from podlab.datapath import netlink
 from podlab.datapath.model import (
     DatapathError,
+    EniLink,
+    NodeLink,
     PodInterfaces,
     PodNetwork,
 )
@@ -22,6 +25,7 @@ from podlab.datapath.on_vswitch import check_pod_side, configure_pod_side
 
 class ExclusiveEniDatapath:
     name = "exclusive-eni"
+    node_link = NodeLink.NONE
 
     def setup(self, node_netns: str | None, pod: PodNetwork) -> PodInterfaces:
         with netlink.opened(node_netns) as node:
@@ -54,6 +58,9 @@ class ExclusiveEniDatapath:
             if inner is None:
                 return [f"pod: no {pod.ifname} with the ENI's MAC {pod.eni.mac}"]
             return check_pod_side(ns, inner, pod)
+
+    def restore(self, node_netns: str | None, eni: EniLink, ips: list[IPv4Address]) -> None:
+        """Nothing: its pod held the device itself: nothing on the node to restore."""
 
 
 def eni_in_pod(ns: Any, ifname: str, mac: str) -> int | None:

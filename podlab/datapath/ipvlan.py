@@ -15,10 +15,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import socket
+from ipaddress import IPv4Address
 from typing import Any
 
 from podlab.datapath import netlink
-from podlab.datapath.model import PodInterfaces, PodNetwork
+from podlab.datapath.model import EniLink, NodeLink, PodInterfaces, PodNetwork
 from podlab.datapath.on_vswitch import check_pod_side, configure_pod_side
 
 IPVLAN_MODE_L2 = 0
@@ -31,6 +32,7 @@ def host_slave_name(eni_index: int) -> str:
 
 class IpvlanDatapath:
     name = "ipvlan"
+    node_link = NodeLink.PORT
 
     def setup(self, node_netns: str | None, pod: PodNetwork) -> PodInterfaces:
         with netlink.opened(node_netns) as node:
@@ -74,6 +76,9 @@ class IpvlanDatapath:
             if inner is None or netlink.link_kind(ns, inner) != "ipvlan":
                 return [*problems, f"pod: no ipvlan {pod.ifname}"]
             return [*problems, *check_pod_side(ns, inner, pod)]
+
+    def restore(self, node_netns: str | None, eni: EniLink, ips: list[IPv4Address]) -> None:
+        """Nothing: its pods' children died with the old device: their sandboxes are recreated."""
 
 
 def _add_pod_child(node: Any, eni: int, pod: PodNetwork) -> None:

@@ -4,10 +4,26 @@ hands back for the CNI result. No clouds, no pools: an IP, a gateway, a device a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
 NETNS_DIR = Path("/run/netns")
+
+
+class NodeLink(Enum):
+    """How a datapath's pod reaches its own node, which decides what must be added for the
+    node's services (a Service path under kube-proxy, the node-local DNS address)."""
+
+    ROUTED = "routed"  # veth: the node is the pod's gateway and routes all it sends
+    PORT = "port"  # ipvlan: the pod's packets leave by the ENI; the node reaches the pod
+    # through its own ipvlan port on that ENI, the pod reaches the node only by its address
+    NONE = "none"  # exclusive ENI: no link; the node has no route of its own to the pod
+
+    @property
+    def bypasses_node(self) -> bool:
+        """Whether the pod's packets leave without meeting the node's stack."""
+        return self is not NodeLink.ROUTED
 
 
 class DatapathError(Exception):

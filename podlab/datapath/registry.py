@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import functools
+from ipaddress import IPv4Address
 from typing import Protocol
 
 from pyroute2 import IPRoute
@@ -12,24 +13,37 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from podlab.datapath.exclusive_eni import ExclusiveEniDatapath
 from podlab.datapath.ipvlan import IpvlanDatapath
-from podlab.datapath.model import DatapathError, PodInterfaces, PodNetwork
+from podlab.datapath.model import (
+    DatapathError,
+    EniLink,
+    NodeLink,
+    PodInterfaces,
+    PodNetwork,
+)
 from podlab.datapath.veth import VethDatapath
 
 
 class Datapath(Protocol):
     """Plumbs one pod interface. `node_netns=None` is the netns the caller runs in.
 
-    `setup` is idempotent; `teardown` is best-effort and idempotent, and never fails for
-    something already gone; `check` lists what differs from what `setup` made.
+    `node_link` declares how its pods reach the node (the agent adds the node's services
+    by it, never by the datapath's name). `setup` is idempotent; `teardown` is
+    best-effort and idempotent, and never fails for something already gone; `check`
+    lists what differs from what `setup` made.
     """
 
     name: str
+    node_link: NodeLink
 
     def setup(self, node_netns: str | None, pod: PodNetwork) -> PodInterfaces: ...
 
     def teardown(self, node_netns: str | None, pod: PodNetwork) -> None: ...
 
     def check(self, node_netns: str | None, pod: PodNetwork) -> list[str]: ...
+
+    def restore(self, node_netns: str | None, eni: EniLink, ips: list[IPv4Address]) -> None:
+        """What the ENI's pods (`ips`) lost with its device, on a new device of the same
+        ENI (attached again), after `prepare_eni`."""
 
 
 class UnknownDatapath(DatapathError):

@@ -4,8 +4,9 @@ exclusive-ENI pods a `veth1` beside the ENI. (Terway's ipvlan mode redirects the
 CIDR with tc instead; one mechanism for both keeps the kube-proxy baseline the same on
 every datapath, and works on kernels without `cls_flower`.)
 
-The pod routes the Service CIDR via 169.254.1.1 on `veth1` (a permanent neighbour entry
-resolves it to the node's end), so kube-proxy's rules in the node apply. The node
+The pod routes the Service CIDR and the node-local DNS address (`nodelocal`) via
+169.254.1.1 on `veth1` (a permanent neighbour entry resolves it to the node's end), so
+kube-proxy's rules in the node apply and the node's cache is reached. The node
 masquerades what arrives this way: the backend's reply would otherwise go to the pod's IP
 through the VPC, straight into the ENI, past the node's conntrack that must undo the DNAT.
 The cost, written here because a user will meet it: a backend sees the node's address as
@@ -20,6 +21,7 @@ from ipaddress import IPv4Network
 
 from podlab.datapath import netlink
 from podlab.datapath.model import DatapathError, PodNetwork
+from podlab.datapath.nodelocal import NODE_LOCAL_DNS
 from podlab.datapath.veth import GATEWAY, host_veth_name
 
 POD_IFNAME = "veth1"
@@ -58,8 +60,9 @@ def attach(pod: PodNetwork, service_cidr: IPv4Network, *, host_route: bool) -> N
         ns.link("set", index=inner, state="up")
         ns.neigh("replace", dst=str(GATEWAY), lladdr=host_mac, ifindex=inner,
                  state=netlink.NUD_PERMANENT)
-        ns.route("replace", dst=str(service_cidr), gateway=str(GATEWAY), oif=inner,
-                 prefsrc=str(pod.ip), flags=netlink.RTNH_F_ONLINK)
+        for dst in (str(service_cidr), f"{NODE_LOCAL_DNS}/32"):
+            ns.route("replace", dst=dst, gateway=str(GATEWAY), oif=inner,
+                     prefsrc=str(pod.ip), flags=netlink.RTNH_F_ONLINK)
     for table, chain, rule in RULES:
         spec = [chain, *rule, "-m", "comment", "--comment", COMMENT]
         if _iptables("-t", table, "-C", *spec).returncode != 0:

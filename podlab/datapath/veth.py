@@ -23,6 +23,7 @@ from podlab.datapath.model import (
     EniLink,
     Interface,
     IpConfig,
+    NodeLink,
     PodInterfaces,
     PodNetwork,
     Route,
@@ -43,6 +44,7 @@ def host_veth_name(pod: PodNetwork, prefix: str = HOST_PREFIX) -> str:
 
 class VethDatapath:
     name = "veth"
+    node_link = NodeLink.ROUTED
 
     def setup(self, node_netns: str | None, pod: PodNetwork) -> PodInterfaces:
         # Every netlink request costs ~0.7 ms of pyroute2 and this runs once per pod ADD,
@@ -103,15 +105,14 @@ class VethDatapath:
         problems += _check_pod(pod, host_mac)
         return problems
 
-
-def restore_proxies(node_netns: str | None, eni: EniLink, ips: list[IPv4Address]) -> None:
-    """The neighbour proxy entries of the ENI's pods, on a device that replaced the one
-    they were made on (the entries die with a device; the pods' rules name the table,
-    which outlives it): an ENI detached and attached again answers ARP for them again."""
-    with netlink.opened(node_netns) as node:
-        index = netlink.require_link(node, eni.device, node_netns or "this netns")
-        for ip in ips:
-            node.neigh("replace", dst=str(ip), ifindex=index, flags=netlink.NTF_PROXY)
+    def restore(self, node_netns: str | None, eni: EniLink, ips: list[IPv4Address]) -> None:
+        """The neighbour proxy entries of the ENI's pods (they die with a device; the
+        pods' rules name the table, which outlives it): an ENI detached and attached
+        again answers ARP for them again."""
+        with netlink.opened(node_netns) as node:
+            index = netlink.require_link(node, eni.device, node_netns or "this netns")
+            for ip in ips:
+                node.neigh("replace", dst=str(ip), ifindex=index, flags=netlink.NTF_PROXY)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -38,6 +39,18 @@ PRIVATE_RANGES = "10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
 MAX_BYTES = 1024 * 1024
 MAX_VALUES = 100_000
 MAX_DEPTH = 32
+
+# The lab's "internet": names the VPC's resolvers (100.100.2.136/138) answer, so external
+# lookups resolve with no internet. A file's `internet:` replaces it whole.
+DEFAULT_INTERNET: Mapping[str, tuple[str, ...]] = {
+    "aliyun.com": ("A 106.11.248.144", "AAAA 2401:b180:1:50::f"),
+    "www.aliyun.com": ("CNAME aliyun.com",),
+    "mirrors.aliyun.com": ("A 106.11.253.86",),
+    "registry.k8s.io": ("A 34.96.108.209",),
+    "example.com": ("A 93.184.215.14",),
+}
+INTERNET_TYPES = ("A", "AAAA", "CNAME", "TXT")
+_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 
 # What no VPC may hold: the ranges Alibaba refuses for a VPC (100.64.0.0/10 holds the
 # cloud's own services: OpenAPI endpoints, metadata at 100.100.100.200, DNS at 100.100.2.136)
@@ -111,6 +124,8 @@ class Topology:
     seed: int = 0  # of the cloud's random fault draws: the same seed replays a failure
     attach_delay: float = 0.0  # seconds an attach or detach takes to settle
     metadata_lag: float = 0.0  # seconds instance metadata lags the API
+    # name -> records ("A 1.2.3.4", "CNAME other.name"), served by the VPC's resolvers
+    internet: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: DEFAULT_INTERNET)
 
     def vswitch(self, vswitch_id: str) -> VSwitch:
         for v in self.vswitches:
@@ -145,6 +160,8 @@ class Topology:
             **({"faults": dict(self.faults)} if self.faults else {}),
             **({"seed": self.seed} if self.seed else {}),
             **({"cloud": cloud} if (cloud := self._cloud_settings()) else {}),
+            **({"internet": {name: list(records) for name, records in self.internet.items()}}
+               if self.internet != DEFAULT_INTERNET else {}),
         }
 
     def _cloud_settings(self) -> dict[str, float]:
@@ -190,9 +207,10 @@ class Topology:
             raise TopologyError(f"faults.{e.field}",
                                 e.message.removeprefix(f"{e.field}: ")) from None
         cloud = data.get("cloud", {})
+        internet = (_internet(data["internet"]) if "internet" in data else DEFAULT_INTERNET)
         topology = cls(region, zones, vpc_id, vpc_cidr, vswitches, nodes, faults,
                        data.get("seed", 0), cloud.get("attach_delay", 0.0),
-                       cloud.get("metadata_lag", 0.0))
+                       cloud.get("metadata_lag", 0.0), internet)
         topology.check_vpc_clear_of(RESERVED_RANGES)
         return topology
 
@@ -363,6 +381,49 @@ def _primary_ip(
         if ip not in taken and ip not in explicit:
             return ip
     raise TopologyError(field, f"{vsw.id} ({vsw.cidr}) has no free address left")
+
+
+def _internet(zone: Mapping[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    """The `internet:` zone, each name and record checked and made canonical (lower case,
+    no trailing dot, addresses in their short form): `internet.<name>[i]` names a bad one."""
+    out: dict[str, tuple[str, ...]] = {}
+    for raw, records in zone.items():
+        name = _dns_name(raw, f"internet.{raw}")
+        if name in out:
+            raise TopologyError(f"internet.{raw}", f"{name!r} is given twice")
+        out[name] = tuple(_record(r, f"internet.{raw}[{i}]") for i, r in enumerate(records))
+        if len(records) > 1 and any(r.startswith("CNAME ") for r in out[name]):
+            raise TopologyError(f"internet.{raw}", "a CNAME must be the name's only record "
+                                                   "(RFC 1034)")
+    return out
+
+
+def _dns_name(text: str, field: str) -> str:
+    name = text.lower().rstrip(".")
+    if not name or len(name) > 253 or not all(_LABEL.match(p) for p in name.split(".")):
+        raise TopologyError(field, f"{text!r} is not a DNS name (labels of a-z, 0-9, '-' "
+                                   "and '_', 1-63 long, 253 in all)")
+    return name
+
+
+def _record(text: str, field: str) -> str:
+    kind, _, value = text.strip().partition(" ")
+    kind, value = kind.upper(), value.strip()
+    try:
+        if kind == "A":
+            value = str(ipaddress.IPv4Address(value))
+        elif kind == "AAAA":
+            value = str(ipaddress.IPv6Address(value))
+        elif kind == "CNAME":
+            value = _dns_name(value, field)
+        elif kind == "TXT" and len(value) > 1 and value[0] == value[-1] == '"':
+            value = value[1:-1]  # quoted, as in a zone file
+        if kind not in INTERNET_TYPES or (kind == "TXT" and not 0 < len(value) <= 255):
+            raise ValueError(f"one of {', '.join(INTERNET_TYPES)} and its value, such as "
+                             "'A 106.11.248.144' (TXT: 1 to 255 characters)")
+    except ValueError as e:
+        raise TopologyError(field, f"{text!r}: {e}") from None
+    return f"{kind} {value}"
 
 
 def _is_ip(text: str) -> bool:

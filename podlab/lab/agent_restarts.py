@@ -16,32 +16,45 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
-from podlab.cni.zygote import AgentProcess
 from podlab.lab.backoff import Backoff
 from podlab.lab.errors import LabError
 
+
+class Process(Protocol):
+    """What is watched: an agent (`AgentProcess`) or a node-local DNS cache."""
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def fileno(self) -> int:
+        """A pidfd: readable once the process exited."""
+        ...
+
+
+P = TypeVar("P", bound=Process)
 RESTART_INITIAL, RESTART_CAP = 1.0, 16.0  # seconds
 HEALTHY_AFTER = 2 * RESTART_CAP  # a run this long forgets earlier crashes
 
 # (node, proc): the dead proc's exit code if it still was the node's agent, else None
-Claim = Callable[[str, AgentProcess], int | None]
+Claim = Callable[[str, P], int | None]
 Restart = Callable[[str, dict[str, str]], None]  # (node, env): start it again
 Crashed = Callable[[str, int | None, float], None]  # (node, exit code, restart in s)
 
 
 @dataclass
-class _Watched:
-    proc: AgentProcess
+class _Watched(Generic[P]):
+    proc: P
     env: dict[str, str]
     started: float
 
 
-class AgentRestarts:
-    def __init__(self, claim: Claim, restart: Restart, crashed: Crashed) -> None:
+class AgentRestarts(Generic[P]):
+    def __init__(self, claim: Claim[P], restart: Restart, crashed: Crashed) -> None:
         self._claim, self._restart, self._crashed = claim, restart, crashed
         self._lock = threading.Lock()
-        self._watched: dict[str, _Watched] = {}
+        self._watched: dict[str, _Watched[P]] = {}
         self._due: dict[str, tuple[float, dict[str, str]]] = {}  # node -> (when, env)
         self._backoff: dict[str, Backoff] = {}
         self._stopped = False
@@ -49,7 +62,7 @@ class AgentRestarts:
         self._thread = threading.Thread(target=self._run, name="agent-restarts", daemon=True)
         self._thread.start()
 
-    def watch(self, name: str, proc: AgentProcess, env: dict[str, str]) -> None:
+    def watch(self, name: str, proc: P, env: dict[str, str]) -> None:
         """Restart `proc` when it crashes; a restart of the node that was due is off."""
         with self._lock:
             self._watched[name] = _Watched(proc, env, time.monotonic())
@@ -101,7 +114,7 @@ class AgentRestarts:
                 if fd in watched:
                     self._exited(*watched[fd])
 
-    def _exited(self, name: str, proc: AgentProcess) -> None:
+    def _exited(self, name: str, proc: P) -> None:
         with self._lock:
             watched = self._watched.get(name)
             if watched is None or watched.proc is not proc:

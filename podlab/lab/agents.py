@@ -52,7 +52,7 @@ class NodeAgents:
         self.api = api  # each agent's API token and the API's CA, with a control plane
         self.procs: dict[str, AgentProcess] = {}
         self.zygote: Zygote | None = None  # started with the first agent
-        self.restarts: AgentRestarts | None = None  # likewise; stopped by stop_all
+        self.restarts: AgentRestarts[AgentProcess] | None = None  # likewise; stopped by stop_all
         self._lock = threading.Lock()  # procs: whoever pops an agent owns its reaping
 
     def node_dir(self, node: str) -> Path:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
-from podlab.lab import bpf_cli, check_cli, cloud_cli, flows_cli
+from podlab.lab import bpf_cli, check_cli, cloud_cli, dns_cli, flows_cli
 from podlab.lab.constants import DEFAULT_LAB
 from podlab.lab.errors import LabError
 from podlab.lab.events import EventLog
@@ -136,6 +136,7 @@ def _parser(load: Collection[str] = ()) -> argparse.ArgumentParser:
     bpf_cli.register(sub)
     flows_cli.register(sub)
     check_cli.register(sub)
+    dns_cli.register(sub)
     for name, (module, text) in LAZY_COMMANDS.items():
         if name not in load:
             sub.add_parser(name, help=text)
@@ -353,12 +354,14 @@ def _last_exit(node: NodeState) -> str:
 def cmd_exec(args: argparse.Namespace) -> int:
     if not args.cmd:
         raise LabError(f"nothing to run: `podlab exec --name {args.name} {args.target} -- CMD ...`")
+    from podlab.lab.backends import target_argv  # here, not at the top: it imports pyroute2
+
     try:
-        ns = find_lab(args.name).target_netns(args.target)
+        argv = target_argv(find_lab(args.name), args.target, args.cmd)
     except KeyError as e:
         raise LabError(f"{e.args[0]}; its nodes and pods are in "
                        f"`podlab status --name {args.name}`") from None
-    os.execvp("ip", ["ip", "netns", "exec", ns, *args.cmd])
+    os.execvp(argv[0], argv)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

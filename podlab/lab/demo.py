@@ -13,6 +13,7 @@ from typing import Any
 
 from podlab.cni import protocol
 from podlab.fakecloud import default_topology
+from podlab.lab.dns_cli import query, show_query
 from podlab.lab.errors import LabError
 from podlab.lab.flows_cli import line
 from podlab.lab.kube.manifests import LabApi, apply, load_documents, running
@@ -104,6 +105,14 @@ def _policy(lab: Lab, api: LabApi, pods: dict[str, dict[str, Any]]) -> None:
         raise LabError("the policy's drop is not in the flow log")
 
 
+def _dns(lab: Lab) -> None:
+    """A lookup of the lab's internet from the client, and the queries it took."""
+    proc, sent = query(lab.state, "default/client", "aliyun.com")
+    show_query(proc, sent)
+    if proc.returncode != 0 or len(sent) != 2:
+        raise LabError(f"the lookup from default/client took {len(sent)} queries, not 2")
+
+
 def run_demo() -> int:
     before = _host_snapshot()
     _step("Bringing up a 2-node lab: VPC, vSwitches in two zones, the cloud, a node agent "
@@ -147,6 +156,10 @@ def run_demo() -> int:
         _step("A NetworkPolicy in eBPF on the pods' interfaces: the web pods take HTTP "
               "from the client only (examples/netpol.yaml)")
         _policy(lab, api, api.pods())
+        _step("DNS from a pod: `podlab dns query default/client aliyun.com`, glibc's lookup "
+              "with the cluster's search path and ndots:5, through the node-local cache, "
+              "which walks the search path for the pod (autopath): 2 queries where 8 were")
+        _dns(lab)
         _step("Tearing down")
     finally:
         lab.down()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -22,14 +22,24 @@ from podlab.fakecloud import Node, Topology, default_topology
 from podlab.fakecloud.ram import STS_LIFETIME
 from podlab.lab import netns, resume
 from podlab.lab.agents import NodeAgents
-from podlab.lab.backends import backend
+from podlab.lab.backends import backend, target_argv
 from podlab.lab.cloud import LabCloud
 from podlab.lab.constants import (
     CLOUD_ENDPOINT_IP,
     CLOUD_PORT,
     DEFAULT_LAB,
+    KUBE_DNS_IP,
     NODE_KUBE_API,
+    NODE_LOCAL_DNS_IP,
     SERVICE_CIDR,
+    VPC_RESOLVERS,
+)
+from podlab.lab.dns import (
+    COREDNS_REPLICAS,
+    ClusterDns,
+    NodeLocalCaches,
+    VpcResolvers,
+    write_node_resolv_conf,
 )
 from podlab.lab.errors import LabError
 from podlab.lab.events import EventLog
@@ -42,11 +52,11 @@ from podlab.lab.ownership import (
     LAB_NAME,
     netns_name,
     remove_lab,
-    remove_netns,
     run_lock,
 )
 from podlab.lab.pipeline import Step, Undo, run_all, unwound_on_failure
 from podlab.lab.process import ProcessRef, owner_alive
+from podlab.lab.resolv import CLUSTER_DNS
 from podlab.lab.secretfile import write_secret
 from podlab.lab.service_proxy import resolve as resolve_service_proxy
 from podlab.lab.state import LabState, NodeState, PodState
@@ -73,11 +83,16 @@ class Lab:
         metadata_lag: float | None = None,
         pod_metadata: bool = False,
         sts_lifetime: float = STS_LIFETIME,
+        dns: bool | None = None,
+        dns_nameserver: str = "nodelocal",
     ) -> None:
         """`service_proxy`: ebpf, iptables or nftables (kube-proxy's modes, the baseline);
         None is ebpf where the kernel allows it, else iptables. `seed` (of the cloud's
         fault draws), `attach_delay` and `metadata_lag` (the cloud's eventual consistency,
-        in seconds) override the topology's `seed:` and `cloud:` (docs/topology.md)."""
+        in seconds) override the topology's `seed:` and `cloud:` (docs/topology.md). `dns`:
+        the VPC's resolvers, the cluster DNS and a node-local cache per node (docs/dns.md);
+        None is on with a control plane. `dns_nameserver`: the nameserver of ClusterFirst pods,
+        the node-local cache (`nodelocal`) or the kube-dns Service (`cluster`)."""
         if not LAB_NAME.match(name):
             raise LabError(
                 f"lab name {name!r}: 1-12 of a-z, 0-9 and '-', starting and ending alphanumeric"
@@ -127,6 +142,18 @@ class Lab:
                               **(agent_settings or {})}
         self.agents = (NodeAgents(self.state, self.events, agent_settings, self.api_access)
                        if agents else None)
+        # DNS (issue 19) serves pods, so it comes with the control plane
+        self.dns = self.with_control_plane if dns is None else dns
+        if self.dns and not self.with_control_plane:
+            raise LabError("the cluster DNS needs the control plane (control_plane=True)")
+        if dns_nameserver not in CLUSTER_DNS:
+            raise LabError(f"dns_nameserver {dns_nameserver!r}: one of {sorted(CLUSTER_DNS)}")
+        # kubelet's --cluster-dns; none without DNS, and ClusterFirst pods get the node's
+        self.cluster_dns = CLUSTER_DNS[dns_nameserver] if self.dns else ""
+        self.coredns = (ClusterDns(self.state, self.events, self.api_access)
+                        if self.api_access and self.dns else None)  # its pods' server
+        self.vpc_resolvers: VpcResolvers | None = None
+        self.nodelocal: NodeLocalCaches | None = None
         self.control_plane: ControlPlane | None = None
         self._undo = Undo()  # what the actions started, to stop on `down`
         self.resuming = False  # set by `resume`: the actions adopt the world, not make it
@@ -231,6 +258,10 @@ class Lab:
                       for node in self.topology.nodes]
         steps.append(Step("cloud", f"started the cloud's OpenAPI endpoint at {CLOUD_ENDPOINT_IP}",
                           self._start_cloud))
+        if self.dns:
+            steps.append(Step("vpc-dns", f"served the VPC's DNS at {', '.join(VPC_RESOLVERS)} "
+                              f"({len(self.topology.internet)} names of the internet)",
+                              self._start_vpc_resolvers))
         if self.service_proxy == "ebpf":
             steps.append(Step("bpffs", f"mounted the lab's bpffs at {self.bpffs}",
                               self._mount_bpffs))
@@ -247,6 +278,11 @@ class Lab:
         if self.service_proxy == "ebpf":
             steps.append(Step("services", "the agents programmed the API's Services",
                               self._wait_services_programmed))
+        if self.dns:
+            steps.append(Step("cluster-dns", f"the cluster DNS's {COREDNS_REPLICAS} pods are "
+                              f"ready behind {KUBE_DNS_IP}", self._wait_cluster_dns))
+            steps.append(Step("nodelocal-dns", "started a node-local DNS cache on every node "
+                              f"at {NODE_LOCAL_DNS_IP}", self._start_nodelocal))
         return steps
 
     @property
@@ -265,7 +301,8 @@ class Lab:
         agents.start_all()
 
     def _start_control_plane(self) -> None:
-        self.control_plane = ControlPlane(self, self.service_proxy, self.api_access).start()
+        self.control_plane = ControlPlane(self, self.service_proxy, self.api_access,
+                                          self.coredns).start()
         self._undo.push("stop the control plane", self.control_plane.stop)
 
     def _wait_services_programmed(self, timeout: float = 30.0) -> None:
@@ -301,6 +338,30 @@ class Lab:
         self.state.cloud_endpoint_host = f"{self.state.mgmt.fabric_ip}:{CLOUD_PORT}"
         self.state.save()
 
+    def _start_vpc_resolvers(self) -> None:
+        """The VPC's resolvers, and each node's resolv.conf naming them, as ECS writes it."""
+        self.vpc_resolvers = VpcResolvers(self.fabric, self.topology.internet)
+        self._undo.push("stop the VPC's DNS", self.vpc_resolvers.stop)
+        for node in self.state.nodes:
+            write_node_resolv_conf(node.netns)
+
+    def _wait_cluster_dns(self, timeout: float = 60.0) -> None:
+        """Pods may resolve once `up` returns, as they may once kubeadm's addons are up."""
+        assert self.control_plane is not None
+        store, deadline = self.control_plane.store, time.monotonic() + timeout
+        while (store.get("deployments", "kube-system", "coredns").get("status", {})
+               .get("readyReplicas", 0) < COREDNS_REPLICAS):
+            if time.monotonic() > deadline:
+                raise LabError(f"the cluster DNS's pods (kube-system/coredns) not ready "
+                               f"within {timeout:.0f}s; `podlab get pods -n kube-system`")
+            time.sleep(0.05)
+
+    def _start_nodelocal(self) -> None:
+        assert self.api_access is not None
+        self.nodelocal = NodeLocalCaches(self.state, self.events, self.api_access)
+        self._undo.push("stop the node-local DNS caches", self.nodelocal.stop_all)
+        self.nodelocal.start_all()
+
     def _connect_host(self) -> None:
         assert self.state.mgmt is not None
         self.fabric.connect_host(self.state.mgmt)
@@ -334,8 +395,9 @@ class Lab:
 
     # -- pods -------------------------------------------------------------------------
 
-    def add_pod(self, namespace: str, name: str, node: str) -> PodState:
-        """A pod's network namespace on `node`; the CNI plugin gives it its network."""
+    def add_pod(self, namespace: str, name: str, node: str, hostname: str = "") -> PodState:
+        """A pod's sandbox on `node`: its network namespace, to which the CNI plugin gives
+        its network, and its UTS namespace named `hostname` (the pod's name by default)."""
         self.state.node(node)
         pod = PodState(namespace, name, node, netns_name(self.name, "pod", f"{namespace}_{name}"))
         with self._pods:
@@ -343,7 +405,7 @@ class Lab:
                 raise LabError(f"pod {namespace}/{name} already exists in lab {self.name!r}")
             self.state.pods.append(pod)
         try:
-            netns.create(pod.netns, self.name)
+            self.backend.create_pod(self.name, pod, hostname or name)
         except BaseException:
             with self._pods:
                 self.state.pods.remove(pod)
@@ -355,7 +417,7 @@ class Lab:
 
     def delete_pod(self, namespace: str, name: str) -> None:
         pod = self.state.pod(namespace, name)
-        remove_netns(pod.netns)
+        self.backend.delete_pod(self.name, pod)
         with self._pods:
             self.state.pods.remove(pod)
             self.state.save()
@@ -365,6 +427,9 @@ class Lab:
         with self._pods:
             self.state.pod(namespace, name).ip = ip
             self.state.save()
+
+    def write_pod_files(self, namespace: str, name: str, files: Mapping[str, str]) -> None:
+        self.backend.write_pod_files(self.name, self.state.pod(namespace, name), files)
 
     # -- running things ---------------------------------------------------------------
 
@@ -377,7 +442,7 @@ class Lab:
         for flag, ports in (("--http", http), ("--tcp-echo", tcp_echo),
                             ("--udp-echo", udp_echo)):
             argv += [a for port in ports for a in (flag, str(port))]
-        proc = subprocess.Popen(["ip", "netns", "exec", self.state.target_netns(target), *argv],
+        proc = subprocess.Popen(target_argv(self.state, target, argv),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, LAB_ENV: self.name})
         self._processes.append(proc)
@@ -393,5 +458,5 @@ class Lab:
         self, target: str, argv: Sequence[str], check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         """Run a command on a node (`n1`) or in a pod (`ns/pod`)."""
-        return netns.run(self.state.target_netns(target), argv, check=check)
+        return netns.command(target_argv(self.state, target, argv), check=check)
 

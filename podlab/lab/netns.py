@@ -36,7 +36,12 @@ def listen(name: str, host: str, port: int, kind: int = socket.SOCK_STREAM) -> s
 
 def run(name: str, argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a command inside a netns the way a person would (`ip netns exec`)."""
-    cmd = ["ip", "netns", "exec", name, *argv]
+    return command(["ip", "netns", "exec", name, *argv], check)
+
+
+def command(cmd: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command line that enters a namespace (`run`'s, a backend's); a failure, when
+    checked, is a CommandError with the output."""
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise CommandError(cmd, proc.returncode, proc.stdout, proc.stderr)

@@ -2,8 +2,10 @@
 
 Every object a lab creates carries its id: a netns's loopback and every link podlab adds
 to the root netns get the interface alias `podlab:<lab>`, every process it starts has
-PODLAB_LAB=<lab> in its environment, and its files live under <run dir>/<lab>/. Removal
-goes by these labels, never by name patterns, so a foreign `podlab-x` netns survives.
+PODLAB_LAB=<lab> in its environment, and its files live under <run dir>/<lab>/ (its pods'
+UTS namespaces are mounted there), except a netns's /etc/netns/<netns>/, which goes with
+the netns. Removal goes by these labels, never by name patterns, so a foreign `podlab-x`
+netns survives.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from podlab.datapath import netlink
 from podlab.datapath.bpf import bpffs
 from podlab.datapath.model import DatapathError
 from podlab.lab.process import owner_alive, started_at, wait_gone
+from podlab.lab.sandbox import ETC_NETNS, remove_etc, remove_uts, uts_mounts
 from podlab.lab.state import LabState, run_dir
 
 LABEL_PREFIX = "podlab:"
@@ -161,9 +164,11 @@ def kill(pids: list[int]) -> None:
 
 
 def remove_netns(name: str) -> None:
+    """The netns, the processes in it, and its /etc/netns files."""
     kill(pids_in_netns(name))
     with contextlib.suppress(FileNotFoundError):
         netns.remove(name)
+    remove_etc(name)
 
 
 def remove_lab(lab: str) -> list[str]:
@@ -185,9 +190,16 @@ def remove_lab(lab: str) -> list[str]:
                         if e.code != errno.ENODEV:
                             raise
                 removed.append(f"link {ifname}")
+    recorded = _recorded_netns(lab)  # read before the run dir goes
     for name in owned_netns(lab):
         remove_netns(name)
         removed.append(f"netns {name}")
+    for name in recorded:  # files of a netns gone without them (its owner died between)
+        if remove_etc(name):
+            removed.append(f"dir {ETC_NETNS / name}")
+    for point in uts_mounts(lab):  # rmtree cannot remove a mount point
+        remove_uts(point)
+        removed.append(f"uts namespace {point}")
     state_dir = run_dir() / lab
     # Its bpffs first: unmounting frees the pinned programs, maps and cgroup links, and
     # rmtree cannot remove a mount point (nor bpffs' own files).
@@ -204,6 +216,9 @@ def leftovers(lab: str) -> list[str]:
     left += [f"link {n}" for n in owned_root_links(lab)]
     left += [f"process {p}" for p in owned_processes(lab)]
     left += [f"bpffs {p}" for p in bpffs.mounts_under(run_dir() / lab)]
+    left += [f"uts namespace {p}" for p in uts_mounts(lab)]
+    # by name: the record naming them is gone with the run dir, and this only reports
+    left += [f"dir {d}" for d in sorted(ETC_NETNS.glob(netns_name(lab) + "-*"))]
     if (run_dir() / lab).exists():
         left.append(f"dir {run_dir() / lab}")
     return left

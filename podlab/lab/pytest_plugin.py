@@ -3,6 +3,8 @@
 - `lab`: a 2-node default lab for one test, torn down in `finally`, then leak-checked
   (every lab is torn down even when another's teardown fails).
 - `lab_factory(topology=None, **kw)`: more or custom labs in one test, same guarantees.
+  Their DNS is off unless `dns=True` (`podlab up`'s is on): two coredns pods and a cache
+  per node would change the pod counts and pools most tests assert on, and their time.
 - `fakecloud`: the in-process emulated cloud (`podlab.fakecloud.mock()`): every official
   SDK call in the test goes to it; yields its Endpoint (`.cloud`, `.calls`, `.faults`).
 - `@pytest.mark.root`, `@pytest.mark.kernel("ipvlan", ...)`: skip with the missing
@@ -69,6 +71,7 @@ def lab_factory() -> Iterator[LabFactory]:
     labs: list[Lab] = []
 
     def make(topology: Topology | None = None, **kwargs: Any) -> Lab:
+        kwargs.setdefault("dns", False)  # see the module docstring
         lab = Lab(topology, kwargs.pop("name", None) or unique_lab_name(), **kwargs)
         # A failed `up` has torn down what it made; one refused its name made nothing, and
         # the name's objects are another lab's, which the leak check must not remove.

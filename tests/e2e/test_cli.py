@@ -76,7 +76,9 @@ def test_apply_get_probe_and_kubeconfig() -> None:
         assert applied.returncode == 0, applied.stderr
         assert "statefulset/web created" in applied.stdout
         pods = json.loads(podlab("get", "pods", "--name", name, "--json").stdout)
-        assert {p["metadata"]["name"] for p in pods} == {"client", "web-0", "web-1", "web-2"}
+        assert {p["metadata"]["name"] for p in pods if p["metadata"]["namespace"] == "default"
+                } == {"client", "web-0", "web-1", "web-2"}
+        assert sum(p["metadata"]["namespace"] == "kube-system" for p in pods) == 2, "coredns"
         assert "CLUSTER-IP" in podlab("get", "svc", "--name", name).stdout
         ok = podlab("probe", "--name", name, "default/client", "svc/default/web", "--json")
         assert ok.returncode == 0, ok.stdout + ok.stderr

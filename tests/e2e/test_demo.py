@@ -21,4 +21,5 @@ def test_the_demo_runs_and_cleans_up() -> None:
     assert "✓ denied" in demo.stdout, "web-0 is refused by the policy, the client is not"
     assert "ingress DROPPED no-policy-allows (policies: default/web-from-client)" in \
         demo.stdout, "the flow log names the drop's reason and policy"
+    assert "2 queries on the wire" in demo.stdout, "the lookup from a pod took 2 queries"
     assert "The host is as it was" in demo.stdout

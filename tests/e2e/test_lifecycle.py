@@ -32,7 +32,7 @@ pytestmark = pytest.mark.root
 
 _LISTED = Lab(name="listed")  # the default lab, as `podlab up` makes it; never brought up
 UP_STEPS = [step.id for step in _LISTED.actions()]
-CONTROL_PLANE_STEPS = [step.id for step in ControlPlane(_LISTED).steps()]
+CONTROL_PLANE_STEPS = [step.id for step in ControlPlane(_LISTED, dns=_LISTED.coredns).steps()]
 RELEASE_TIMEOUT = 15.0
 
 

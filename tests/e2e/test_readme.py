@@ -16,7 +16,7 @@ from tests.e2e.helpers import ping, podlab
 
 ROOT = Path(__file__).parents[2]
 LAB_COMMANDS = {"up", "status", "exec", "logs", "agent", "kubeconfig", "apply", "get", "probe",
-                "reach", "flows", "check", "down"}  # those that act on one lab
+                "reach", "flows", "check", "dns", "down"}  # those that act on one lab
 UNTIL_CTRL_C = ("tcpdump", "fakecloud serve")  # a pasted block would stop at them
 
 

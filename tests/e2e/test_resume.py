@@ -114,7 +114,7 @@ def test_a_killed_supervisor_s_lab_resumes_as_it_was(tmp_path: Path) -> None:
         ok("apply", "--name", name, "-f", str(deployment), "--wait")
         enis, objects, before = settled_cloud(name), api_objects(name), pods(name)
         addresses = {key: pod["status"]["podIP"] for key, pod in before.items()}
-        assert len(addresses) == 6
+        assert len(addresses) == 8  # 4 of web.yaml, 2 of the Deployment, 2 coredns
         assert all(addresses.values())
 
         took = kill_and_resume(name, unroute=addresses["default/web-1"])
@@ -142,6 +142,9 @@ def test_a_killed_supervisor_s_lab_resumes_as_it_was(tmp_path: Path) -> None:
         for target in ("svc/default/web", *(key for key in addresses if key != "default/client")):
             probe = podlab("probe", "--name", name, "default/client", target, "--json")
             assert probe.returncode == 0, f"{target}: {probe.stdout}{probe.stderr}"
+        # DNS too: the node-local caches started again, the coredns pods adopted
+        assert "2 queries on the wire" in ok("dns", "query", "--name", name, "default/client",
+                                             "web")
 
         # and it goes on: a third api pod gets an address of its own, and answers
         deployment.write_text(DEPLOYMENT.replace("replicas: 2", "replicas: 3"))

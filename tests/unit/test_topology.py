@@ -268,3 +268,34 @@ def test_a_file_too_big_or_too_deep_is_refused(tmp_path: Path, text: str, says: 
     with pytest.raises(TopologyError) as info:
         load_topology(f)
     assert says in str(info.value)
+
+
+def test_the_internet_zone_is_canonical_and_round_trips(tmp_path: Path) -> None:
+    assert default_topology().internet["aliyun.com"][0] == "A 106.11.248.144"
+    path = tmp_path / "t.yaml"
+    path.write_text("vswitches: [{id: vsw-a, zone: z, cidr: 192.168.0.0/24}]\n"
+                    "nodes: [{name: n1, vswitch: vsw-a}]\n"
+                    "internet:\n  Foo.Example.: [a 198.51.100.7, AAAA 2001:db8:0::1, "
+                    "TXT \"v=spf1 -all\"]\n  www.example: [CNAME foo.example.]\n")
+    t = load_topology(path)
+    assert t.internet == {"foo.example": ("A 198.51.100.7", "AAAA 2001:db8::1",
+                                          "TXT v=spf1 -all"),
+                          "www.example": ("CNAME foo.example",)}
+    assert Topology.from_dict(t.to_dict()) == t
+    assert "internet" not in default_topology().to_dict(), "the default zone is implied"
+
+
+@pytest.mark.parametrize(("zone", "field"), [
+    ({"a..b": ["A 192.0.2.1"]}, "internet.a..b"),
+    ({"a.b": ["A 192.0.2"]}, "internet.a.b[0]"),
+    ({"a.b": ["AAAA 192.0.2.1"]}, "internet.a.b[0]"),
+    ({"a.b": ["MX 10 mx.a.b"]}, "internet.a.b[0]"),
+    ({"a.b": ["CNAME c.d", "A 192.0.2.1"]}, "internet.a.b"),
+    ({"a.b": []}, "internet.a.b"),
+    ({"a.b": ["A 192.0.2.1"] * 33}, "internet.a.b"),
+])
+def test_a_bad_internet_record_names_its_field(zone: dict[str, Any], field: str) -> None:
+    data = {**default_topology().to_dict(), "internet": zone}
+    with pytest.raises(TopologyError) as e:
+        Topology.from_dict(data)
+    assert e.value.field == field

@@ -12,12 +12,16 @@ from podlab.kubeapi.validation import (
     as_dict,
     as_list,
     dicts,
+    ip_address,
     port_number,
     protocol,
     validate_labels,
 )
 
 RESTART_POLICIES = ("Always", "Never", "OnFailure")
+DNS_POLICIES = ("ClusterFirstWithHostNet", "ClusterFirst", "Default", "None")
+# Upstream's limits of a pod's resolv.conf, which kubelet applies to what it merges too.
+MAX_DNS_NAMESERVERS, MAX_DNS_SEARCH_PATHS, MAX_DNS_SEARCH_CHARS = 3, 32, 2048
 
 
 def default_pod_spec(spec: dict[str, Any]) -> None:
@@ -33,7 +37,8 @@ def default_pod_spec(spec: dict[str, Any]) -> None:
             c.setdefault("terminationMessagePath", "/dev/termination-log")
             c.setdefault("terminationMessagePolicy", "File")
     spec.setdefault("restartPolicy", "Always")
-    spec.setdefault("dnsPolicy", "ClusterFirst")
+    if not spec.get("dnsPolicy"):  # Go's defaulting: "" is unset
+        spec["dnsPolicy"] = "ClusterFirst"
     spec.setdefault("schedulerName", "default-scheduler")
     spec.setdefault("terminationGracePeriodSeconds", 30)
     spec.setdefault("securityContext", {})
@@ -79,3 +84,51 @@ def validate_pod_spec(errs: Errors, path: str, spec: Any) -> None:
     if policy is not None and policy not in RESTART_POLICIES:
         errs.unsupported(f"{path}.restartPolicy", policy, RESTART_POLICIES)
     validate_labels(errs, f"{path}.nodeSelector", spec.get("nodeSelector"))
+    _validate_dns(errs, path, spec)
+
+
+def _validate_dns(errs: Errors, path: str, spec: dict[str, Any]) -> None:
+    """Upstream's validateDNSPolicy, validatePodDNSConfig and validateHostAliases, and the
+    hostname and subdomain a pod's DNS names are made of."""
+    policy = spec.get("dnsPolicy")
+    if policy is not None and policy not in DNS_POLICIES:
+        errs.unsupported(f"{path}.dnsPolicy", policy, DNS_POLICIES)
+    for key in ("hostname", "subdomain"):
+        if value := spec.get(key):
+            errs.syntax(f"{path}.{key}", value, names.dns1123_label)
+    for i, alias in enumerate(dicts(spec.get("hostAliases"))):
+        ip_address(errs, f"{path}.hostAliases[{i}].ip", alias.get("ip"))
+        for j, host in enumerate(as_list(alias.get("hostnames"))):
+            errs.syntax(f"{path}.hostAliases[{i}].hostnames[{j}]", host, names.dns1123_subdomain)
+    _validate_dns_config(errs, f"{path}.dnsConfig", spec.get("dnsConfig"), policy)
+
+
+def _validate_dns_config(errs: Errors, p: str, config: Any, policy: Any) -> None:
+    if policy == "None":
+        if config is None:
+            errs.required(p, "must provide `dnsConfig` when `dnsPolicy` is None")
+            return
+        if not as_list(as_dict(config).get("nameservers")):
+            errs.required(f"{p}.nameservers",
+                          "must provide at least one DNS nameserver when `dnsPolicy` is None")
+            return
+    config = as_dict(config)
+    nameservers = as_list(config.get("nameservers"))
+    if len(nameservers) > MAX_DNS_NAMESERVERS:
+        errs.invalid(f"{p}.nameservers", nameservers,
+                     f"must not have more than {MAX_DNS_NAMESERVERS} nameservers")
+    for i, ip in enumerate(nameservers):
+        ip_address(errs, f"{p}.nameservers[{i}]", ip)
+    searches = as_list(config.get("searches"))
+    if len(searches) > MAX_DNS_SEARCH_PATHS:
+        errs.invalid(f"{p}.searches", searches,
+                     f"must not have more than {MAX_DNS_SEARCH_PATHS} search paths")
+    if len(" ".join(map(str, searches))) > MAX_DNS_SEARCH_CHARS:
+        errs.invalid(f"{p}.searches", searches, f"must not have more than "
+                     f"{MAX_DNS_SEARCH_CHARS} characters (including spaces) in the search list")
+    for i, search in enumerate(searches):  # a trailing dot is fine
+        value = search.removesuffix(".") if isinstance(search, str) else search
+        errs.syntax(f"{p}.searches[{i}]", value, names.dns1123_subdomain)
+    for i, option in enumerate(as_list(config.get("options"))):
+        if not as_dict(option).get("name"):
+            errs.required(f"{p}.options[{i}]", "must not be empty")

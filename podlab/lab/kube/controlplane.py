@@ -1,7 +1,9 @@
 """The lab's control plane: one API store served twice — on loopback for the host (kubectl,
 the Python client, `podlab apply`) and inside the VPC at 100.100.80.1:6443 for the node
 agents — and the controllers that make the store's wishes real. Everything runs in the
-lab's process; controllers see changes through the store's in-process subscription.
+lab's process; controllers see changes through the store's in-process subscription. With
+DNS it installs the cluster DNS as kubeadm does (kube-system/coredns behind kube-dns),
+whose pods the node runtimes serve with podlab's DNS server (`podlab.lab.dns`).
 
 The store is the file `<run dir>/kube.db`: a control plane started where one exists (a lab
 resumed after its owner died) serves what it holds, and `restart_api()` restarts the API
@@ -28,7 +30,8 @@ from podlab.kubeapi.kubeconfig import write_kubeconfig
 from podlab.kubeapi.server import KubeApiServer
 from podlab.kubeapi.store import Store
 from podlab.lab import netns
-from podlab.lab.constants import CLOUD_ENDPOINT_IP, KUBE_API_PORT, SERVICE_CIDR
+from podlab.lab.constants import CLOUD_ENDPOINT_IP, KUBE_API_PORT, KUBE_DNS_IP, SERVICE_CIDR
+from podlab.lab.dns import CLUSTER_DNS_IMAGE, ClusterDns, cluster_dns_objects
 from podlab.lab.kube.access import ApiAccess
 from podlab.lab.kube.host import SandboxHost
 from podlab.lab.kube.node_runtime import NodeRuntime
@@ -40,17 +43,20 @@ class ControlPlane:
     started, so a control plane is either fully up or not there at all."""
 
     def __init__(self, lab: SandboxHost, service_proxy: str = "iptables",
-                 access: ApiAccess | None = None) -> None:
+                 access: ApiAccess | None = None, dns: ClusterDns | None = None) -> None:
         """`service_proxy`: iptables or nftables runs kube-proxy in every node; ebpf runs
         none, since the node agents serve Services. `access`: the API's users and
         certificate (the lab's, made before its agents start); the kubeconfig carries the
-        lab user's token and the CA. The store is opened by the first step."""
+        lab user's token and the CA. `dns`: the cluster DNS, run by the node runtimes for
+        the `coredns` pods the control plane creates. The store is opened by the first
+        step."""
         self.lab = lab
         self.store_path = lab.state.dir / "kube.db"
         self.store: Store
         self.access = access or ApiAccess()
         self._tls = self.access.cert.server_context()
         self.service_proxy = service_proxy
+        self.dns = dns
         self.servers: list[KubeApiServer] = []
         self.controllers: list[Controller] = []
         self.runtimes: dict[str, NodeRuntime] = {}
@@ -72,6 +78,9 @@ class ControlPlane:
             Step("controllers", "started the controllers", self._start_controllers),
             Step("watch", "fed the store's objects and changes to the controllers",
                  self._feed),
+            *([Step("dns", "created the cluster DNS (Deployment kube-system/coredns, "
+                    f"Service kube-dns at {KUBE_DNS_IP})", self._create_dns)]
+              if self.dns else []),
             Step("state", "recorded the API in the lab's state", self._record),
         ]
 
@@ -152,8 +161,12 @@ class ControlPlane:
         self._undo.push(f"stop {controller.name}", controller.stop)
 
     def _start_runtimes(self) -> None:
+        images = {}
+        if self.dns:  # before a runtime adopts a coredns pod (a resumed lab's)
+            self.dns.prepare()
+            images[CLUSTER_DNS_IMAGE] = self.dns.serve
         for node in self.lab.state.nodes:
-            self.runtimes[node.name] = NodeRuntime(self.lab, self.store, node.name)
+            self.runtimes[node.name] = NodeRuntime(self.lab, self.store, node.name, images)
             self._run(self.runtimes[node.name])
 
     def _start_controllers(self) -> None:
@@ -174,6 +187,15 @@ class ControlPlane:
         for s in self.store.kinds:
             for obj in self.store.list(s.resource.name)[0]:
                 self._fan_out("ADDED", s.resource.name, obj)
+
+    def _create_dns(self) -> None:
+        """The cluster DNS as kubeadm installs it; a store read back keeps its own."""
+        for resource, obj in cluster_dns_objects():
+            try:
+                self.store.create(resource, obj)
+            except ApiError as e:
+                if e.code != 409:
+                    raise
 
     def _record(self) -> None:
         self.lab.state.kubeconfig = str(self.kubeconfig)

@@ -4,8 +4,13 @@ For a pod it creates the pod's netns, calls the CNI exactly as a container runti
 (the conflist from the node's conf dir, plugins from its bin dir, run inside the node,
 `CNI_ARGS` with `IgnoreUnknown=1;K8S_POD_NAMESPACE=…;K8S_POD_NAME=…;
 K8S_POD_INFRA_CONTAINER_ID=…`), serves the pod's container ports from the netns (the
-agnhost-like `Workload`), and reports podIP, hostIP and phase Running. A pod that is gone
+agnhost-like `Workload`, or what the lab maps the pod's image to: the cluster DNS server
+for CoreDNS's image), and reports podIP, hostIP and phase Running. A pod that is gone
 (or replaced by a pod of the same name) gets CNI DEL and loses its netns.
+
+The sandbox has the pod's hostname (`spec.hostname`, else its name) in a UTS namespace of
+its own, and the pod's /etc/resolv.conf (per `dnsPolicy` and `dnsConfig`) and /etc/hosts,
+written as kubelet writes them (`podlab.lab.resolv`) once the CNI gave it its addresses.
 
 Failures, as kubelet handles them: a sandbox the CNI could not create (the agent down: ADD
 answers code 11, try again later) is retried with a doubling back-off for as long as the
@@ -30,10 +35,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self, cast
+from typing import Any, Protocol, Self, cast
 
 from podlab.cni import protocol
 from podlab.cni.protocol import CONF_FILE
@@ -42,6 +47,7 @@ from podlab.kubeapi.store import Store, now
 from podlab.lab.backoff import Backoff
 from podlab.lab.cni_runtime import Attachment, CniError, CniRuntime, NetworkList, PluginExec
 from podlab.lab.kube.host import SandboxHost
+from podlab.lab.resolv import node_resolv_conf, pod_files, pod_hostname
 from podlab.lab.workload import Workload
 
 log = logging.getLogger(__name__)
@@ -51,12 +57,23 @@ NETWORK_PERIOD = 5.0  # seconds, as kubelet's runtime status check
 SANDBOX_BACKOFF = (0.5, 10.0)  # kubelet's is 10 s doubling to 300 s; a lab's is faster
 
 
+class Served(Protocol):
+    """What serves a pod from its netns: the Workload, or what an image maps to."""
+
+    def stop(self) -> None: ...
+
+
+# An image the lab runs as something of its own (the cluster DNS): (pod, its netns) -> it,
+# started. Any other image is the agnhost-like Workload.
+ImageServer = Callable[[dict[str, Any], str], Served]
+
+
 @dataclass
 class RunningPod:
     uid: str
     network: NetworkList
     attachment: Attachment
-    workload: Workload
+    workload: Served
 
 
 @dataclass
@@ -81,10 +98,12 @@ def container_ports(pod: dict[str, Any]) -> dict[str, list[int]]:
 
 
 class NodeRuntime(Controller):
-    def __init__(self, lab: SandboxHost, store: Store, node: str) -> None:
+    def __init__(self, lab: SandboxHost, store: Store, node: str,
+                 images: Mapping[str, ImageServer] | None = None) -> None:
         self.name = f"kubelet-{node}"
         super().__init__(store)
         self.lab, self.node = lab, node
+        self.images = images or {}
         state = lab.state.node(node)
         self.host_ip = state.primary_ip
         self.cni = CniRuntime(PluginExec([state.cni_bin_dir, REFERENCE_PLUGINS],
@@ -125,8 +144,7 @@ class NodeRuntime(Controller):
                 continue
             try:
                 self.cni.check(network, attachment)
-                workload = Workload(sandbox.name, netns=sandbox.netns,
-                                    **container_ports(pod)).start()
+                workload = self._serve(pod, sandbox.netns)
             except (CniError, OSError) as e:
                 self.running[key] = RunningPod(sandbox.uid, network, attachment,
                                                Workload(sandbox.name))
@@ -188,13 +206,17 @@ class NodeRuntime(Controller):
         meta = pod["metadata"]
         namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
         key = (namespace, name)
-        sandbox = self.lab.add_pod(namespace, name, self.node)
+        sandbox = self.lab.add_pod(namespace, name, self.node, pod_hostname(pod))
         sandbox.uid = uid  # saved with its address: a sandbox without one has no ADD done
         attachment = self._attachment(namespace, name, uid, sandbox.netns)
         network = NetworkList.load(self.conf)
         try:
             result = self.cni.add(network, attachment)
-            workload = Workload(name, netns=sandbox.netns, **container_ports(pod)).start()
+            ips = [str(ip["address"]).split("/")[0] for ip in result.get("ips", [])]
+            node_conf = node_resolv_conf(self.lab.state.node(self.node).netns)
+            self.lab.write_pod_files(namespace, name,
+                                     pod_files(pod, ips, self.lab.cluster_dns, node_conf))
+            workload = self._serve(pod, sandbox.netns)
         except (CniError, OSError) as e:
             with contextlib.suppress(CniError):  # best effort: the agent may be down
                 self._forget(network, attachment, namespace, name)
@@ -213,13 +235,20 @@ class NodeRuntime(Controller):
             return
         self.retries.pop(key, None)
         self.running[key] = RunningPod(uid, network, attachment, workload)
-        ips = [str(ip["address"]).split("/")[0] for ip in result.get("ips", [])]
         restarts = self.restarts.get(key, 0)
         if key in self.broken:
             sandbox.last_problem = self.broken.pop(key)
         sandbox.health, sandbox.sandbox_restarts = "Running", restarts
         self.lab.set_pod_ip(namespace, name, ips[0] if ips else "")  # saves the state
         self._set_status(pod, running_status(pod, ips, self.host_ip, restarts))
+
+    def _serve(self, pod: dict[str, Any], netns: str) -> Served:
+        """The pod's servers, by its first container's image."""
+        containers = pod["spec"].get("containers") or [{}]
+        image = self.images.get(str(containers[0].get("image", "")))
+        if image is not None:
+            return image(pod, netns)
+        return Workload(pod["metadata"]["name"], netns=netns, **container_ports(pod)).start()
 
     @staticmethod
     def _attachment(namespace: str, name: str, uid: str, netns: str) -> Attachment:

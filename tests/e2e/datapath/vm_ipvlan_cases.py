@@ -21,6 +21,7 @@ from podlab.datapath.bpf import ServicePort as LbServicePort
 from podlab.datapath.bpf.policy_model import Endpoint, PolicyState, Rule
 from podlab.datapath.kubeproxy import Backend, KubeProxy, ServicePort
 from podlab.datapath.netlink import in_netns
+from podlab.datapath.nodelocal import NODE_LOCAL_DNS, node_local_address, node_local_service
 from podlab.fakecloud import default_topology
 from podlab.lab import Lab
 from podlab.lab.kube.probe import probe
@@ -37,6 +38,7 @@ from tests.e2e.datapath.world import (
     assert_check_reports_deleted_routes,
     assert_connectivity,
     assert_plumbed,
+    assert_reaches_node_local,
     assert_result_matches_the_netns,
     assert_setup_is_idempotent,
     node_snapshot,
@@ -100,6 +102,9 @@ def test_ipvlan_through_the_agent_and_podlab_cni(lab_factory: LabFactory) -> Non
             "default", "web", "http", "tcp", "172.21.0.10", 80, (Backend(ip_b, 8080),))])
         assert probe(lab.state.pod("default", "a").netns, "172.21.0.10", 80, "tcp") == (
             True, "connected", "b"), "an ipvlan pod reaches a ClusterIP through its node"
+        n1 = lab.state.node("n1")
+        node_local_address(n1.netns, n1.primary_ip)
+        assert_reaches_node_local(lab.state.pod("default", "a").netns, ip_a, n1.netns)
         assert_ebpf_service(lab, ip_a, ip_b)
     finally:
         web.stop()
@@ -128,14 +133,16 @@ def assert_ebpf_policy(pins: Path, netns: str, ip_a: str, ip_b: str) -> None:
 def assert_ebpf_service(lab: Lab, ip_a: str, ip_b: str) -> None:
     """The eBPF Service programs on an ipvlan pod's own eth0 (issue 13): a VIP outside the
     Service CIDR, so that it leaves by eth0 and not by veth1, reaches the backend, which
-    sees the pod's own IP. The programs are loaded from the host's build cache."""
+    sees the pod's own IP. The programs are loaded from the host's build cache. Then the
+    node-local DNS address without veth1's route: the programs take it to the node."""
     pins = bpffs.mount(lab.state.dir / "bpf") / "n1"
     programs = Programs.load(pins)
     netns = lab.state.pod("default", "a").netns
+    n1 = lab.state.node("n1")
     try:
         programs.attach(netns, "eth0")
         ServiceMaps(pins).sync([Service(EBPF_VIP, (LbServicePort(80, "tcp", (
-            LbBackend(ip_b, 8080),)),))])
+            LbBackend(ip_b, 8080),)),)), node_local_service(n1.primary_ip)])
         assert probe(netns, EBPF_VIP, 80, "tcp") == (True, "connected", "b")
         sock = in_netns(netns, lambda: socket.create_connection((EBPF_VIP, 80), timeout=5))
         with sock:
@@ -145,6 +152,8 @@ def assert_ebpf_service(lab: Lab, ip_a: str, ip_b: str) -> None:
                 answer += chunk
         assert answer.decode().endswith(ip_a), "the backend sees the ipvlan pod's own IP"
         assert_ebpf_policy(pins, netns, ip_a, ip_b)
+        lab.exec("default/a", ["ip", "route", "del", f"{NODE_LOCAL_DNS}/32"])
+        assert_reaches_node_local(netns, ip_a, n1.netns)
     finally:
         programs.detach(netns, "eth0")
         programs.close()

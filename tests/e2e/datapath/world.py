@@ -16,7 +16,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
@@ -26,9 +26,11 @@ from podlab.datapath import (
     EniLink,
     PodInterfaces,
     PodNetwork,
-    eni_link,
+    eni_on_node,
     prepare_eni,
 )
+from podlab.datapath.netlink import in_netns
+from podlab.datapath.nodelocal import DNS_PORT, NODE_LOCAL_DNS
 from podlab.lab import Lab, netns
 from tests.e2e.helpers import ip_json
 
@@ -81,8 +83,9 @@ class World:
         if eni_id not in self.enis:
             ns = self.node_netns(spec.node)
             vsw = self.lab.topology.vswitch(spec.vswitch)
-            device = self.lab.fabric.plug_eni(ns, eni_id, f"00:16:3e:dd:00:{next(_macs):02x}")
-            eni = eni_link(ns, device, vsw.gateway, vsw.cidr)
+            mac = f"00:16:3e:dd:00:{next(_macs):02x}"
+            self.lab.fabric.plug_eni(ns, eni_id, mac)
+            eni = eni_on_node(ns, mac, vsw.gateway, vsw.cidr, timeout=0)
             if not self.exclusive:
                 prepare_eni(ns, eni)
             self.enis[eni_id] = eni
@@ -199,6 +202,76 @@ def assert_check_reports_deleted_routes(world: World, name: str) -> None:
         assert [p for p in world.datapath.check(node, pod) if f"no route {pod.ip}/32" in p]
     world.datapath.setup(node, pod)
     assert world.datapath.check(node, pod) == []
+
+
+@contextmanager
+def node_local_echo(node_netns: str) -> Iterator[list[str]]:
+    """UDP and TCP echo on the node-local address in the node's netns; yields the client
+    addresses they saw."""
+    udp = netns.listen(node_netns, NODE_LOCAL_DNS, DNS_PORT, socket.SOCK_DGRAM)
+    tcp = netns.listen(node_netns, NODE_LOCAL_DNS, DNS_PORT)
+    seen: list[str] = []
+
+    def serve_udp() -> None:
+        while True:
+            try:
+                data, peer = udp.recvfrom(512)
+            except OSError:  # closed
+                return
+            if peer is None:  # shut down
+                return
+            seen.append(peer[0])
+            udp.sendto(data, peer)
+
+    def serve_tcp() -> None:
+        while True:
+            try:
+                conn, peer = tcp.accept()
+            except OSError:  # shut down
+                return
+            seen.append(peer[0])
+            with conn:
+                conn.sendall(conn.recv(512))
+
+    threads = [threading.Thread(target=t, daemon=True) for t in (serve_udp, serve_tcp)]
+    for t in threads:
+        t.start()
+    try:
+        yield seen
+    finally:
+        for sock in (udp, tcp):
+            with suppress(OSError):  # ENOTCONN for UDP, which it wakes all the same
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for t in threads:
+            t.join()
+
+
+def ask_udp(pod_netns: str) -> tuple[bytes, str]:
+    sock = in_netns(pod_netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    with sock:
+        sock.settimeout(2)
+        sock.sendto(b"udp?", (NODE_LOCAL_DNS, DNS_PORT))
+        data, (source, _) = sock.recvfrom(512)
+    return data, source
+
+
+def ask_tcp(pod_netns: str) -> bytes:
+    sock = in_netns(pod_netns, lambda: socket.create_connection((NODE_LOCAL_DNS, DNS_PORT),
+                                                                timeout=2))
+    with sock:
+        sock.sendall(b"tcp?")
+        return sock.recv(512)
+
+
+def assert_reaches_node_local(pod_netns: str, pod_ip: str, node_netns: str) -> None:
+    """The pod's UDP and TCP to the node-local DNS address reach listeners in its node's
+    netns (`node_local_address` done), which see the pod's own address (autopath needs
+    it); the UDP reply comes from the address asked (glibc drops one from any other)."""
+    with node_local_echo(node_netns) as seen:
+        assert ask_udp(pod_netns) == (b"udp?", NODE_LOCAL_DNS)
+        assert ask_tcp(pod_netns) == b"tcp?"
+    assert seen == [pod_ip, pod_ip], "the node's listener sees the pod's own address"
 
 
 def node_snapshot(lab: Lab, node: str) -> dict[str, object]:

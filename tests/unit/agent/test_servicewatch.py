@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from podlab.cni.servicewatch import lb_service
+from podlab.cni.servicewatch import ServiceWatch, lb_service
 from podlab.datapath.bpf import Backend, Service, ServicePort
+from podlab.datapath.nodelocal import node_local_service
 
 
 def service(**spec: Any) -> dict[str, Any]:
@@ -62,3 +63,31 @@ def test_client_ip_affinity_with_its_timeout_or_the_default() -> None:
     none = lb_service(service(ports=[{"port": 80}], sessionAffinity="None"), [])
     assert (timed and timed.affinity_timeout, default and default.affinity_timeout,
             none and none.affinity_timeout) == (30, 10800, 0)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.synced: list[list[Service]] = []
+
+    def sync(self, services: list[Service]) -> None:
+        self.synced.append(services)
+
+    def update(self, cluster_ip: str, service: Service | None) -> None:
+        raise AssertionError("no update expected")
+
+
+def test_the_nodes_own_frontends_are_written_with_every_full_sync() -> None:
+    """The node-local DNS address goes to the node with the API's Services; a relist,
+    which writes the whole set, must not remove it."""
+    writer = Recorder()
+    local = node_local_service("192.168.0.1")
+    watch = ServiceWatch("http://127.0.0.1:1", writer, lambda *_, **__: None, local=[local])
+    web = service(ports=[{"port": 80}])
+    watch.listed("services", [web], "1")
+    watch.listed("endpointslices", [], "1")
+    watch.listed("services", [web], "2")
+    assert writer.synced == [[local, lb_service(web, [])]] * 2
+    assert local == Service("169.254.20.10", (
+        ServicePort(53, "udp", (Backend("192.168.0.1", 53),), "dns"),
+        ServicePort(53, "tcp", (Backend("192.168.0.1", 53),), "dns-tcp"),
+    ), 0, "kube-system", "node-local-dns")
