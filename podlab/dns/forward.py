@@ -20,7 +20,11 @@ from podlab.dns.handler import Next
 from podlab.dns.message import Request
 from podlab.dns.metrics import Metrics
 
-TIMEOUT = 2.0  # seconds per upstream attempt
+# Seconds one query may take, split evenly over its rule's upstreams: under glibc's 5 s, so a
+# client hears SERVFAIL (or a stale answer) before it times out and asks again. Two VPC
+# resolvers get 2 s each; a lone upstream, the cluster DNS over TCP, gets all 4 s, past
+# TCP's SYN retransmissions at 1 s and 3 s, so a SYN lost twice still gets its answer.
+TIMEOUT = 4.0
 IDLE = 10.0  # seconds a kept TCP connection may sit unused (CoreDNS's expire)
 Rule = tuple[str, Sequence[str], str]  # (zone suffix, ["ip" | "ip:port"], "udp" | "tcp")
 
@@ -88,7 +92,8 @@ async def _udp_exchange(addr: tuple[str, int], wire: bytes) -> bytes:
 class Forward:
     def __init__(self, rules: Sequence[Rule], timeout: float = TIMEOUT,
                  metrics: Metrics | None = None) -> None:
-        """`rules`: the longest matching zone suffix wins; "." matches every name."""
+        """`rules`: the longest matching zone suffix wins; "." matches every name.
+        `timeout`: one query's, over all of its rule's upstreams (`attempt_timeout`)."""
         self.rules = sorted(((z.strip(".").lower(), list(u), t) for z, u, t in rules),
                             key=lambda r: -len(r[0]))
         self.timeout = timeout
@@ -102,6 +107,10 @@ class Forward:
                 return zone, upstreams, transport
         return None
 
+    def attempt_timeout(self, upstreams: Sequence[str]) -> float:
+        """Each upstream's share of the query's timeout."""
+        return self.timeout / max(1, len(upstreams))
+
     async def serve(self, req: Request, next: Next) -> Any:
         rule = self.rule(req.qname)
         if rule is None:
@@ -114,7 +123,7 @@ class Forward:
             started = time.monotonic()
             try:
                 data = await asyncio.wait_for(self._exchange(addr, transport, wire),
-                                              self.timeout)
+                                              self.attempt_timeout(upstreams))
                 msg = DNSRecord.parse(data)
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
                 self.metrics.forward_duration.labels("forward", upstream, "error").observe(

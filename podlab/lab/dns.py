@@ -277,7 +277,7 @@ class NodeLocalCaches:
         """Until the cache takes TCP connections on its address inside the node."""
         ns = self.state.node(node).netns
         deadline = time.monotonic() + timeout
-        while not _accepts(ns, NODE_LOCAL_DNS_IP, DNS_PORT):
+        while not netns.connects(ns, NODE_LOCAL_DNS_IP, DNS_PORT, timeout=0.5):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise LabError(f"the node-local DNS cache of node {node} did not start "
                                f"({proc.returncode}): {self.log_tail(node)}")
@@ -326,15 +326,3 @@ def _as_child(parent: int) -> None:
     signals with sigwait) unblocked, so SIGTERM stops the cache; dead with the owner."""
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     die_with_parent(parent)
-
-
-def _accepts(ns: str, ip: str, port: int) -> bool:
-    sock = in_netns(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-    sock.settimeout(0.5)
-    try:
-        sock.connect((ip, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()

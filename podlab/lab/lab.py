@@ -46,6 +46,7 @@ from podlab.lab.events import EventLog
 from podlab.lab.fabric import VpcFabric
 from podlab.lab.kube.access import ApiAccess
 from podlab.lab.kube.controlplane import ControlPlane
+from podlab.lab.linkfaults import LinkFaults
 from podlab.lab.mgmt import MGMT_POOL, allocate_mgmt
 from podlab.lab.ownership import (
     LAB_ENV,
@@ -114,6 +115,8 @@ class Lab:
         )
         self.events = EventLog(self.state.dir / "events.jsonl")
         self.fabric = VpcFabric(name, self.state.fabric_netns, self.events)
+        # Seeded link faults (docs/faults.md), with the lab's seed so a faulty run replays
+        self.faults = LinkFaults(name, seed=self.topology.seed, state=self.state)
         self._processes: list[subprocess.Popen[str]] = []
         self._pods = threading.Lock()  # node runtimes add and delete pods concurrently
         self.cloud: LabCloud | None = None
@@ -198,6 +201,7 @@ class Lab:
         when another fails; then a TeardownError names each step that failed."""
         removed: list[str] = []
         run_all([
+            ("heal the link faults", self.faults.heal),
             ("stop what `up` started", self._undo.close),
             *((f"delete node {node.name}", partial(self.backend.delete_node, self.name,
                                                    node.name)) for node in self.state.nodes),

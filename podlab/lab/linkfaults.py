@@ -27,6 +27,7 @@ from ipaddress import ip_network
 from pathlib import Path
 
 from podlab.lab.errors import CommandError
+from podlab.lab.state import LabState
 
 PERIOD = 10000  # the counter's modulus: loss is set in hundredths of a percent
 PROTOCOLS = ("udp", "tcp")
@@ -88,8 +89,13 @@ def ruleset(table: str, match: Match, drop: list[int]) -> str:
     the answers coming back through it. Raw priority (-300), before conntrack and DNAT: a
     lost packet leaves no conntrack entry, and the address matched is the one the sender
     wrote (a ClusterIP, not the endpoint it is DNATed to)."""
-    lossy = f"numgen inc mod {PERIOD} {{ {', '.join(map(str, drop))} }} counter name dropped drop" \
-        if drop else "counter name dropped"  # an empty set is a syntax error; nothing drops
+    if len(drop) == PERIOD:  # a dead link: no set of every residue to load
+        lossy = "counter name dropped drop"
+    elif drop:
+        lossy = f"numgen inc mod {PERIOD} {{ {', '.join(map(str, drop))} }} " \
+            "counter name dropped drop"
+    else:  # an empty set is a syntax error; nothing drops
+        lossy = "counter name dropped"
     return "\n".join([
         f"table inet {table} {{}}",
         f"delete table inet {table}",
@@ -160,12 +166,34 @@ class LinkFault:
 
 
 class LinkFaults:
-    """A lab's link faults, one per netns, all healed together: the owner `Lab` will hold
-    (`lab.faults`); usable alone with netns names."""
+    """A lab's link faults, one per netns, all healed together: `lab.faults`, healed by
+    `down`. Usable alone with netns names (the benchmark's plain netns)."""
 
-    def __init__(self, lab: str) -> None:
-        self.lab = lab
+    def __init__(self, lab: str, seed: int = 7, state: LabState | None = None) -> None:
+        """`seed`: every fault's unless given, the lab's (`Lab(seed=...)`), so a lab's run
+        replays with its seed; `state`: to name a netns by node (`n1`), pod (`ns/pod`) or
+        `vpc` (the VPC router)."""
+        self.lab, self.seed, self.state = lab, seed, state
         self.active: dict[str, LinkFault] = {}
+
+    def netns(self, target: str) -> str:
+        """The netns of a node, a pod or the VPC router (`vpc`); else `target` itself."""
+        if self.state is None:
+            return target
+        if target == "vpc":
+            return self.state.fabric_netns
+        if "/" in target:
+            return self.state.pod(*target.split("/", 1)).netns
+        if any(node.name == target for node in self.state.nodes):
+            return self.state.node(target).netns
+        return target
+
+    def loss(self, target: str, match: Match, loss: float = 0.05,
+             seed: int | None = None) -> LinkFault:
+        """Seeded loss on the packets `match` selects arriving in `target` (a node, a pod,
+        `vpc` or a netns); replaces the fault already there. `.heal()` and `.counts()` on
+        the handle."""
+        return self.add(self.netns(target), match, loss, self.seed if seed is None else seed)
 
     def add(self, netns: str, match: Match, loss: float = 0.05,
             seed: int = 7) -> LinkFault:
@@ -180,4 +208,3 @@ class LinkFaults:
             fault = self.active.pop(name, None)
             if fault is not None:
                 fault.heal()
-

@@ -34,6 +34,19 @@ def listen(name: str, host: str, port: int, kind: int = socket.SOCK_STREAM) -> s
     return sock
 
 
+def connects(name: str, ip: str, port: int, timeout: float) -> bool:
+    """Whether a new TCP connection from inside a netns is accepted within `timeout`."""
+    sock = netlink.in_netns(name, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    sock.settimeout(timeout)
+    try:
+        sock.connect((ip, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
 def run(name: str, argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a command inside a netns the way a person would (`ip netns exec`)."""
     return command(["ip", "netns", "exec", name, *argv], check)

@@ -9,7 +9,6 @@ import json
 import os
 import select
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,8 +19,8 @@ from typing import Any
 import pytest
 
 from podlab.datapath.bpf.policy_model import FIRST_POD_IDENTITY
-from podlab.datapath.netlink import in_netns
 from podlab.lab import Lab
+from podlab.lab import netns as lab_netns
 from podlab.lab.kube.manifests import LabApi, apply, load_documents, running
 from podlab.lab.pytest_plugin import LabFactory
 from podlab.lab.service_proxy import EBPF_NEEDS
@@ -94,15 +93,7 @@ def allow(api: LabApi, port: int) -> None:
 
 def connects(netns: str, ip: str, port: int, timeout: float = CONNECT_TIMEOUT) -> bool:
     """A new TCP connection from inside `netns`."""
-    sock = in_netns(netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-    sock.settimeout(timeout)
-    try:
-        sock.connect((ip, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
+    return lab_netns.connects(netns, ip, port, timeout)
 
 
 def flows(lab: Lab, *argv: str) -> list[dict[str, Any]]:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from podlab.lab.linkfaults import PERIOD, Match, residues, ruleset, table_name
+from podlab.lab.linkfaults import (
+    PERIOD,
+    LinkFault,
+    LinkFaults,
+    Match,
+    residues,
+    ruleset,
+    table_name,
+)
+from podlab.lab.process import ProcessRef
+from podlab.lab.state import LabState, NodeState, PodState
 
 
 def test_the_same_seed_draws_the_same_residues_and_another_seed_others() -> None:
@@ -54,3 +64,26 @@ def test_a_match_must_name_known_protocols_and_replies_need_a_side() -> None:
         Match(("icmp",))
     with pytest.raises(ValueError, match="replies"):
         Match(replies=True)
+
+
+def test_a_dead_link_drops_every_match_without_a_set() -> None:
+    text = ruleset("t", Match(("udp", "tcp"), "100.100.2.136/29", 53), residues(1.0, 7))
+    assert "    counter name dropped drop" in text.splitlines()
+    assert "numgen" not in text
+
+
+def test_lab_faults_name_netns_as_lab_exec_does_and_take_the_lab_s_seed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LinkFault, "apply", lambda self: self)  # no nft here
+    state = LabState("l1", ProcessRef(1, 0), "process", "netns", {}, fabric_netns="l1-vpc")
+    state.nodes.append(NodeState("n1", "i-1", "t", "z", "vsw", "10.0.0.2", "m", "l1-n1", "g"))
+    state.pods.append(PodState("default", "client", "n1", "l1-pod-client"))
+    faults = LinkFaults("l1", seed=42, state=state)
+    assert [faults.netns(t) for t in ("n1", "default/client", "vpc", "other")] == \
+        ["l1-n1", "l1-pod-client", "l1-vpc", "other"]
+    assert LinkFaults("l1").netns("n1") == "n1"  # alone: netns names only
+    with pytest.raises(KeyError):
+        faults.netns("default/nosuch")
+    fault = faults.loss("n1", Match(port=53))
+    assert (fault.netns, fault.seed, fault.drop) == ("l1-n1", 42, residues(0.05, 42))
+    assert faults.loss("n1", Match(port=53), seed=3).seed == 3

@@ -80,7 +80,7 @@ def test_failover_past_refused_and_silent_upstreams(upstream: int) -> None:
         dead = closed.getsockname()[1]
         closed.close()
         fwd = Forward([(".", [f"127.0.0.1:{dead}", f"127.0.0.1:{quiet.getsockname()[1]}",
-                              f"127.0.0.1:{upstream}"], "udp")], timeout=0.3)
+                              f"127.0.0.1:{upstream}"], "udp")], timeout=0.9)
         msg, used = forward(fwd, "aliyun.com.")
     assert rcode(msg) == "NOERROR"
     assert used == f"127.0.0.1:{upstream}/udp"
@@ -118,6 +118,15 @@ def test_longest_zone_wins_and_other_names_pass() -> None:
     assert fwd.rule("web.default.svc.cluster.local.") == ("cluster.local", ["10.0.0.10"], "tcp")
     assert fwd.rule("aliyun.com.") == ("", ["1.1.1.1"], "udp")
     assert Forward([("cluster.local", ["10.0.0.10"], "tcp")]).rule("aliyun.com.") is None
+
+
+def test_a_query_s_timeout_is_shared_by_its_upstreams() -> None:
+    """Under glibc's 5 s in all: two VPC resolvers get 2 s each; the cluster DNS, alone,
+    4 s, past a SYN's second retransmission (3 s)."""
+    fwd = Forward([(".", ["100.100.2.136", "100.100.2.138"], "udp"),
+                   ("cluster.local", ["172.21.0.10"], "tcp")])
+    assert fwd.attempt_timeout(["100.100.2.136", "100.100.2.138"]) == 2.0
+    assert 3.0 < fwd.attempt_timeout(["172.21.0.10"]) < 5.0
 
 
 def test_a_truncated_udp_reply_is_asked_again_over_tcp() -> None:
