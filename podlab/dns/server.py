@@ -31,6 +31,11 @@ from podlab.dns.message import UDP_LIMIT, Request, qtype_name, reply, truncated,
 from podlab.dns.metrics import Metrics
 
 UDP_WAKE = 0.2  # seconds a UDP reader blocks before looking at the stop flag
+# A TCP client that stalls mid-query, or idles between queries, is closed after TCP_IDLE
+# seconds (CoreDNS's idle timeout is 10 s); above TCP_CAP open connections a new one is
+# closed at once: half-sent clients must not take every descriptor, which UDP needs too.
+TCP_IDLE = 10.0
+TCP_CAP = 512
 EDNS_FAST_LIMIT = 1232  # the DNS flag day's safe EDNS size, for cached replies to EDNS clients
 
 
@@ -55,6 +60,7 @@ class DnsServer:
         self._ready, self._stopping = threading.Event(), False
         self._error: BaseException | None = None
         self._counters: dict[tuple[str, int, int], tuple[Counter, Counter, Histogram]] = {}
+        self._tcp_open = 0  # the loop's thread alone counts them
         # (qtype, rcode, denial) -> UDP fast-path hits, one dict per reader (its only
         # writer), and how many of them the counters have been given
         self._hits: list[dict[tuple[int, int, bool], int]] = [{} for _ in self.udp_socks]
@@ -199,10 +205,15 @@ class DnsServer:
     async def _tcp_client(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        if self._tcp_open >= TCP_CAP:
+            writer.close()
+            return
+        self._tcp_open += 1
         try:
             while True:
-                (size,) = struct.unpack(">H", await reader.readexactly(2))
-                data = await reader.readexactly(size)
+                (size,) = struct.unpack(">H", await asyncio.wait_for(reader.readexactly(2),
+                                                                     TCP_IDLE))
+                data = await asyncio.wait_for(reader.readexactly(size), TCP_IDLE)
                 found = self._fast(data) if self._fast else None
                 if found is not None:
                     out: bytes | None = found[0]
@@ -216,9 +227,10 @@ class DnsServer:
                     break
                 writer.write(struct.pack(">H", len(out)) + out)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass
         finally:
+            self._tcp_open -= 1
             writer.close()
 
     async def _serve(self, data: bytes, client: Any, transport: str) -> bytes | None:

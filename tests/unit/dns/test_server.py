@@ -16,6 +16,7 @@ from typing import Any
 from dnslib import DNSRecord  # type: ignore[import-untyped]
 
 from podlab.dns import Chain, Metrics, Request, StaticZone
+from podlab.dns import server as server_module
 from podlab.dns.lookups import read
 
 from .helpers import answers, ask, rcode, serving, udp_socks
@@ -145,3 +146,44 @@ def test_the_resolver_runs_as_a_process() -> None:
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def _half_sent(port: int) -> socket.socket:
+    """A TCP client that announced a 100-byte query and sent 3 bytes of it."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(struct.pack(">H", 100) + b"abc")
+    return s
+
+
+def _closed(s: socket.socket) -> bool:
+    """Closed by the server: EOF, or a reset, since what it sent went unread."""
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_a_tcp_client_stalled_mid_query_is_closed(monkeypatch: Any) -> None:
+    monkeypatch.setattr(server_module, "TCP_IDLE", 0.3)
+    with serving(Chain([StaticZone()])) as (_, port), _half_sent(port) as s:
+        assert _closed(s), "the server closes it; it used to wait for ever"
+
+
+def test_half_sent_tcp_clients_over_the_cap_leave_udp_and_tcp_answering(
+        monkeypatch: Any) -> None:
+    monkeypatch.setattr(server_module, "TCP_CAP", 20)
+    with serving(Chain([StaticZone()])) as (_, port):
+        stalled = [_half_sent(port) for _ in range(200)]
+        try:
+            assert answers(ask(port, "aliyun.com"))
+            assert _closed(stalled[-1]), "over the cap: closed at once"
+        finally:
+            for s in stalled:
+                s.close()
+        deadline = time.monotonic() + 10
+        while True:  # the server sees them close, and takes TCP again
+            try:
+                assert answers(ask(port, "aliyun.com", tcp=True))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "TCP still refused after the clients left"
